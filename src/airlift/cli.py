@@ -1,0 +1,117 @@
+"""The `airlift` command. Each verb maps onto a playbook or a lab step; nothing here
+is required to use the playbooks with plain `ansible-playbook`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from airlift import __version__, lab, podman
+from airlift.paths import project_root
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def cmd_lab_up(args: argparse.Namespace) -> int:
+    changed = lab.up(args.count)
+    print_status()
+    print(f"lab: {len(changed)} host(s) started, {args.count - len(changed)} already running")
+    return EXIT_OK
+
+
+def cmd_lab_down(_: argparse.Namespace) -> int:
+    removed = lab.down()
+    print(f"lab: removed {len(removed)} host(s)" + (f": {', '.join(removed)}" if removed else ""))
+    return EXIT_OK
+
+
+def print_status() -> None:
+    hosts = lab.fleet()
+    if not hosts:
+        print("lab: no hosts (start some with `airlift lab up [N]`)")
+    for host in hosts:
+        print(f"{host['name']:<20} {host['state']:<10} {host['image']}")
+
+
+def cmd_lab_status(_: argparse.Namespace) -> int:
+    print_status()
+    return EXIT_OK
+
+
+def cmd_lab_images(args: argparse.Namespace) -> int:
+    print(f"host image: {lab.ensure_host_image(force=args.force)}")
+    images = lab.ensure_simulator_images(version=args.version, services=args.service or None,
+                                         padding_mb=args.padding_mb, force=args.force)
+    for image in images:
+        print(f"simulator {image.service}: {image.ref}")
+    return EXIT_OK
+
+
+def run_playbook(playbook: str, inventory: str, extra: Sequence[str] = ()) -> int:
+    """Run a playbook from the project root, printing the equivalent command first."""
+    cmd = ["ansible-playbook", "-i", inventory, playbook, *extra]
+    print(f"+ {shlex.join(cmd)}", flush=True)
+    env = podman.environment()
+    env.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
+    return subprocess.run(cmd, cwd=project_root(), env=env, check=False).returncode
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The embedded default: lab fleet, simulator images, rollout, reports."""
+    lab.up(args.hosts)
+    lab.ensure_simulator_images()
+    rc = run_playbook("site.yml", "inventories/lab")
+    reports = project_root() / "reports"
+    print(f"\nairlift demo finished with exit code {rc}; reports are under {reports}/")
+    if reports.is_dir():
+        for run in sorted(reports.iterdir())[-1:]:
+            for path in sorted(run.rglob("*")):
+                if path.is_file():
+                    print(f"  {path}")
+    return rc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="airlift", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"airlift {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    lab_parser = verbs.add_parser("lab", help="the local lab fleet (podman + systemd hosts)")
+    lab_verbs = lab_parser.add_subparsers(dest="lab_verb", required=True)
+    up = lab_verbs.add_parser("up", help="start N lab hosts (default 3)")
+    up.add_argument("count", nargs="?", type=int, default=3)
+    up.set_defaults(func=cmd_lab_up)
+    lab_verbs.add_parser("down", help="remove every lab host").set_defaults(func=cmd_lab_down)
+    lab_verbs.add_parser("status", help="list lab hosts").set_defaults(func=cmd_lab_status)
+    images = lab_verbs.add_parser("images", help="build (or reuse) host and simulator images")
+    images.add_argument("--version", default="1.0", help="simulator image version tag")
+    images.add_argument("--service", action="append", help="only this service type")
+    images.add_argument("--padding-mb", type=int, default=0,
+                        help="also build a variant with N MB of padding")
+    images.add_argument("--force", action="store_true", help="rebuild even if cached")
+    images.set_defaults(func=cmd_lab_images)
+
+    demo = verbs.add_parser("demo", help="build the lab and run the main job on it")
+    demo.add_argument("--hosts", type=int, default=3)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("CONTAINERS_CONF", str(project_root() / "lab" / "containers.conf"))
+    try:
+        return args.func(args)
+    except (lab.LabError, podman.PodmanError) as exc:
+        print(f"airlift: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT if isinstance(exc, lab.LabError) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

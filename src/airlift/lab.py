@@ -1,0 +1,322 @@
+"""The local lab: fleet hosts and simulator images built offline, cached by recipe.
+
+A fleet host is a podman container running systemd as PID 1 with `--network none`,
+started from a Debian rootfs made with debootstrap. Images are tagged with a hash of
+their recipe, so they are rebuilt only when the recipe changes, and a tag is set only
+after a build succeeded: a failed build never leaves an image that looks cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from airlift import podman
+from airlift.paths import cache_dir, lab_dir, state_dir
+
+HOST_IMAGE = "localhost/airlift-lab-host"
+SIM_BASE_IMAGE = "localhost/airlift-sim-base"
+SIM_IMAGE = "localhost/airlift-sim"
+HOST_PREFIX = "airlift-lab-"
+FLEET_LABEL = "airlift.lab=fleet"
+SUITE = "bookworm"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# Bump when the build steps below change in a way the recipe files do not show.
+BUILD_LOGIC_VERSION = "1"
+
+# Trimmed from the simulator base: documentation, locales and apt's caches.
+SIM_BASE_PRUNE = (
+    "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
+    "var/cache/apt", "var/lib/apt/lists", "usr/lib/python3.11/test",
+    "usr/lib/python3.11/ensurepip", "usr/lib/python3.11/idlelib",
+    "usr/lib/python3.11/lib2to3", "usr/lib/python3.11/pydoc_data",
+)
+
+
+class LabError(RuntimeError):
+    """A lab step failed; the message says what to do."""
+
+
+def say(message: str) -> None:
+    print(f"[lab] {message}", flush=True)
+
+
+def require_tools(tools: Iterable[str] = ("podman", "runc")) -> None:
+    missing = podman.missing_tools(tuple(tools))
+    if missing:
+        raise LabError(
+            f"missing {', '.join(missing)}: install with `apt-get install {' '.join(missing)}` "
+            "(or run `make demo`, which installs it on Debian)"
+        )
+
+
+def recipe_hash(paths: Iterable[Path], *extra: str) -> str:
+    """Content hash of the files (and extra strings) an image is built from."""
+    digest = hashlib.sha256(BUILD_LOGIC_VERSION.encode())
+    for path in sorted(paths):
+        for file in sorted(p for p in ([path] if path.is_file() else path.rglob("*"))
+                           if p.is_file()):
+            digest.update(str(file.relative_to(lab_dir())).encode())
+            digest.update(file.read_bytes())
+    for item in extra:
+        digest.update(item.encode())
+    return digest.hexdigest()[:12]
+
+
+def read_package_list(path: Path) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def debootstrap(target: Path, packages: list[str]) -> None:
+    require_tools(("debootstrap",))
+    mirror = os.environ.get("AIRLIFT_DEBIAN_MIRROR", DEFAULT_MIRROR)
+    debs = cache_dir() / "debs"
+    debs.mkdir(exist_ok=True)
+    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
+           f"--cache-dir={debs}", SUITE, str(target), mirror]
+    say(f"debootstrap {SUITE} with {len(packages)} packages into {target.name} (about a minute)")
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        raise LabError(f"debootstrap failed (mirror {mirror}; set AIRLIFT_DEBIAN_MIRROR "
+                       f"to use another):\n{tail}")
+
+
+def import_rootfs(rootfs: Path, ref: str, changes: list[str]) -> None:
+    """Import a directory as an image under a temporary name, then tag it as `ref`."""
+    staging_ref = f"{ref}-partial"
+    args = ["import"]
+    for change in changes:
+        args += ["--change", change]
+    tar = subprocess.Popen(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", "-", "."],
+                           stdout=subprocess.PIPE)
+    try:
+        podman.run([*args, "-", staging_ref], stdin=tar.stdout)
+    finally:
+        tar.stdout.close()
+        tar.wait()
+    if tar.returncode != 0:
+        podman.run(["rmi", "-f", staging_ref], check=False)
+        raise LabError(f"packing {rootfs} failed (tar exit {tar.returncode})")
+    podman.run(["tag", staging_ref, ref])
+    podman.run(["untag", staging_ref, staging_ref])
+
+
+def tag_latest(ref: str) -> None:
+    repository = ref.rsplit(":", 1)[0]
+    podman.run(["tag", ref, f"{repository}:latest"])
+
+
+def build_rootfs_image(ref: str, packages: list[str], customise: Callable[[Path], None],
+                       changes: list[str]) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="airlift-rootfs-", dir=cache_dir()))
+    try:
+        rootfs = workdir / "rootfs"
+        debootstrap(rootfs, packages)
+        customise(rootfs)
+        import_rootfs(rootfs, ref, changes)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def ensure_host_image(force: bool = False) -> str:
+    """The fleet-host image for the current recipe; built only when missing."""
+    recipe = lab_dir() / "host"
+    ref = f"{HOST_IMAGE}:{recipe_hash([recipe], SUITE)}"
+    if podman.image_exists(ref) and not force:
+        tag_latest(ref)
+        return ref
+    require_tools()
+    packages = read_package_list(recipe / "packages.txt")
+
+    def customise(rootfs: Path) -> None:
+        shutil.copytree(recipe / "overlay", rootfs, dirs_exist_ok=True)
+        # Host keys are made per host at `lab up`; baked ones would be shared by all.
+        for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
+            key.unlink()
+        # sshd runs only in inetd mode over the exec pipe; no listener, no keygen unit.
+        subprocess.run(["systemctl", f"--root={rootfs}", "mask", "ssh.service"],
+                       check=True, capture_output=True)
+        for path in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            shutil.rmtree(rootfs / path, ignore_errors=True)
+            (rootfs / path).mkdir(parents=True, exist_ok=True)
+
+    say(f"building fleet-host image {ref}")
+    build_rootfs_image(ref, packages, customise,
+                       ["CMD=/sbin/init", "STOPSIGNAL=SIGRTMIN+3",
+                        "LABEL=airlift.lab.image=host"])
+    tag_latest(ref)
+    return ref
+
+
+def ensure_sim_base(force: bool = False) -> str:
+    ref = f"{SIM_BASE_IMAGE}:{recipe_hash([], SUITE, 'python3-minimal', *SIM_BASE_PRUNE)}"
+    if podman.image_exists(ref) and not force:
+        return ref
+
+    def customise(rootfs: Path) -> None:
+        for path in SIM_BASE_PRUNE:
+            shutil.rmtree(rootfs / path, ignore_errors=True)
+
+    say(f"building simulator base image {ref}")
+    build_rootfs_image(ref, ["python3-minimal", "libpython3.11-stdlib"], customise,
+                       ["LABEL=airlift.lab.image=sim-base"])
+    return ref
+
+
+def simulator_services() -> dict[str, dict[str, object]]:
+    return yaml.safe_load((lab_dir() / "simulator" / "services.yml").read_text())
+
+
+@dataclass(frozen=True)
+class SimImage:
+    service: str
+    ref: str
+    recipe: str
+
+
+def sim_image_ref(service: str, version: str, padding_mb: int = 0) -> str:
+    suffix = f"-pad{padding_mb}" if padding_mb else ""
+    return f"{SIM_IMAGE}/{service}:{version}{suffix}"
+
+
+def ensure_simulator_images(version: str = "1.0", services: Iterable[str] | None = None,
+                            padding_mb: int = 0, force: bool = False) -> list[SimImage]:
+    """Build each service type's image (and an optional padded variant) if missing."""
+    require_tools()
+    base = ensure_sim_base(force=False)
+    catalog = simulator_services()
+    chosen = list(services or catalog)
+    unknown = sorted(set(chosen) - set(catalog))
+    if unknown:
+        raise LabError(f"unknown simulator service {unknown}; known: {sorted(catalog)}")
+    sim_dir = lab_dir() / "simulator"
+    built = []
+    for service in chosen:
+        spec = catalog[service]
+        recipe = recipe_hash([sim_dir / "simulator.py", sim_dir / "Containerfile"],
+                             base, version, repr(sorted(spec.items())))
+        ref = sim_image_ref(service, version)
+        if force or not _has_recipe(ref, recipe):
+            say(f"building simulator image {ref}")
+            build_args = {
+                "BASE_IMAGE": base, "SERVICE": service, "API_TYPE": spec["api_type"],
+                "ROUTE": spec["path"], "METER": spec["meter"], "UNIT": spec["unit"],
+                "WARMUP_SECONDS": spec["warmup_seconds"], "IMAGE_VERSION": version,
+                "RUN_AS": spec["user"],
+            }
+            _build(sim_dir / "Containerfile", sim_dir, ref, build_args, recipe)
+        if padding_mb:
+            ref = _ensure_padded(ref, recipe, padding_mb, service, version)
+        built.append(SimImage(service, ref, recipe))
+    return built
+
+
+def _has_recipe(ref: str, recipe: str) -> bool:
+    return podman.image_exists(ref) and podman.image_labels(ref).get("airlift.recipe") == recipe
+
+
+def _build(containerfile: Path, context: Path, ref: str, build_args: dict[str, object],
+           recipe: str) -> None:
+    args = ["build", "--pull=never", "--file", str(containerfile),
+            "--label", f"airlift.recipe={recipe}", "--tag", ref]
+    for key, value in build_args.items():
+        args += ["--build-arg", f"{key}={value}"]
+    podman.run([*args, str(context)])
+
+
+def _ensure_padded(ref: str, recipe: str, padding_mb: int, service: str, version: str) -> str:
+    padded_recipe = f"{recipe}-pad{padding_mb}"
+    padded = sim_image_ref(service, version, padding_mb)
+    if _has_recipe(padded, padded_recipe):
+        return padded
+    say(f"building {padded} with {padding_mb} MB of padding")
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as context:
+        with open(Path(context) / "padding.bin", "wb") as handle:
+            for _ in range(padding_mb):
+                handle.write(os.urandom(1024 * 1024))
+        _build(lab_dir() / "simulator" / "Containerfile.padding", Path(context), padded,
+               {"FROM_IMAGE": ref}, padded_recipe)
+    return padded
+
+
+# -- fleet hosts ----------------------------------------------------------------------
+
+
+def host_names(count: int) -> list[str]:
+    return [f"{HOST_PREFIX}{index}" for index in range(1, count + 1)]
+
+
+def fleet() -> list[dict[str, str]]:
+    """Every lab host podman knows of, with its state."""
+    hosts = []
+    for entry in podman.containers_with_label(FLEET_LABEL):
+        names = entry.get("Names") or []
+        hosts.append({"name": names[0] if names else entry["Id"][:12],
+                      "state": entry.get("State", "unknown"), "image": entry.get("Image", "")})
+    return sorted(hosts, key=lambda host: host["name"])
+
+
+def wait_for_systemd(name: str, timeout: float = 90) -> str:
+    """Block until systemd in the host finished booting; return its state."""
+    deadline = time.monotonic() + timeout
+    state = "unknown"
+    while time.monotonic() < deadline:
+        proc = podman.run(["exec", name, "systemctl", "is-system-running"], check=False)
+        state = proc.stdout.strip() or "unknown"
+        if state in {"running", "degraded"}:
+            return state
+        time.sleep(1)
+    raise LabError(f"{name}: systemd did not finish booting in {timeout:.0f}s (state {state}); "
+                   f"see `podman logs {name}`")
+
+
+def up(count: int = 3) -> list[str]:
+    """Start `count` hosts; running ones are left alone, stopped ones are started."""
+    if count < 1:
+        raise LabError("the lab needs at least one host")
+    require_tools()
+    image = ensure_host_image()
+    changed = []
+    for name in host_names(count):
+        state = podman.container_state(name)
+        if state == "running":
+            continue
+        if state is not None:
+            say(f"starting {name} (was {state}; its disk is kept)")
+            podman.run(["start", name])
+        else:
+            say(f"creating {name}")
+            podman.run(["run", "--detach", "--name", name, "--hostname", name,
+                        "--label", FLEET_LABEL, "--privileged", "--systemd=always",
+                        "--network", "none", image, "/sbin/init"])
+        changed.append(name)
+    for name in host_names(count):
+        wait_for_systemd(name)
+    from airlift import labssh
+
+    labssh.provision(host_names(count))
+    return changed
+
+
+def down() -> list[str]:
+    removed = []
+    for host in fleet():
+        podman.run(["rm", "--force", "--time", "5", host["name"]])
+        removed.append(host["name"])
+    return removed
+
+
+def stop(names: Iterable[str]) -> None:
+    for name in names:
+        podman.run(["stop", "--time", "10", name])
