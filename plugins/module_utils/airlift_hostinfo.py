@@ -183,7 +183,21 @@ def parse_nvidia_smi(text):
     return gpus
 
 
-def gather(paths, engine):
+def active_units(units):
+    """The subset of units systemd reports as active, in one systemctl call."""
+    if not units or not shutil.which("systemctl"):
+        return []
+    try:
+        # is-active prints one state per unit and exits non-zero if any is inactive.
+        proc = subprocess.run(["systemctl", "is-active", *units], capture_output=True,
+                              text=True, timeout=15, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    states = proc.stdout.split()
+    return [unit for unit, state in zip(units, states) if state == "active"]
+
+
+def gather(paths, engine, units=()):
     """Everything preflight needs to know about this host, in one dictionary."""
     model, cpuinfo_mhz, flags = parse_cpuinfo(read("/proc/cpuinfo"))
     sysfs = read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").strip()
@@ -214,4 +228,5 @@ def gather(paths, engine):
         "init_is_systemd": os.path.isdir("/run/systemd/system"),
         "listening_ports": sorted(ports),
         "gpus": gpus,
+        "active_units": active_units(list(units)),
     }

@@ -27,6 +27,12 @@ options:
     type: str
     choices: [podman, docker]
     default: podman
+  units:
+    description: systemd units whose active state is reported, so that preflight can
+      tell a port held by airlift's own service from a clash.
+    type: list
+    elements: str
+    default: []
 author:
   - airlift developers
 """
@@ -66,6 +72,7 @@ ansible_facts:
         init_is_systemd: true
         listening_ports: [22]
         gpus: []
+        active_units: [airlift-sentiment.service]
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -77,10 +84,11 @@ def main():
         argument_spec={
             "paths": {"type": "list", "elements": "path", "default": ["/var/lib/containers"]},
             "engine": {"type": "str", "choices": ["podman", "docker"], "default": "podman"},
+            "units": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
-    facts = gather(module.params["paths"], module.params["engine"])
+    facts = gather(module.params["paths"], module.params["engine"], module.params["units"])
     module.exit_json(changed=False, ansible_facts={"airlift_host": facts})
 
 

@@ -30,8 +30,13 @@ HOST_PREFIX = "airlift-lab-"
 FLEET_LABEL = "airlift.lab=fleet"
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+# How a fleet host runs: systemd as PID 1, no network. The host keeps the default (host)
+# cgroup namespace: with a private one on cgroup v1, podman bind-mounts the whole
+# name=systemd tree and the host's systemd escapes to its root. Nested containers get a
+# private namespace instead (lab/host/overlay/etc/containers/containers.conf).
+HOST_RUN_OPTIONS = ("--privileged", "--systemd=always", "--network=none")
 # Bump when the build steps below change in a way the recipe files do not show.
-BUILD_LOGIC_VERSION = "1"
+BUILD_LOGIC_VERSION = "2"
 
 # Trimmed from the simulator base: documentation, locales and apt's caches.
 SIM_BASE_PRUNE = (
@@ -153,7 +158,7 @@ def ensure_host_image(force: bool = False) -> str:
 
     say(f"building fleet-host image {ref}")
     build_rootfs_image(ref, packages, customise,
-                       ["CMD=/sbin/init", "STOPSIGNAL=SIGRTMIN+3",
+                       ['CMD=["/sbin/init"]', "STOPSIGNAL=SIGRTMIN+3",
                         "LABEL=airlift.lab.image=host"])
     tag_latest(ref)
     return ref
@@ -298,8 +303,7 @@ def up(count: int = 3) -> list[str]:
         else:
             say(f"creating {name}")
             podman.run(["run", "--detach", "--name", name, "--hostname", name,
-                        "--label", FLEET_LABEL, "--privileged", "--systemd=always",
-                        "--network", "none", image, "/sbin/init"])
+                        "--label", FLEET_LABEL, *HOST_RUN_OPTIONS, image])
         changed.append(name)
     for name in host_names(count):
         wait_for_systemd(name)

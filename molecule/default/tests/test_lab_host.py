@@ -1,0 +1,40 @@
+"""The lab hosts molecule created are real, disconnected systemd hosts with podman."""
+
+import json
+import os
+from pathlib import Path
+
+
+def test_systemd_is_pid1_and_running(host):
+    assert host.file("/proc/1/comm").content_string.strip() == "systemd"
+    state = host.run("systemctl is-system-running").stdout.strip()
+    assert state in {"running", "degraded"}, state
+
+
+def test_no_network_interface_but_loopback(host):
+    links = json.loads(host.check_output("ip -j link"))
+    assert [link["ifname"] for link in links] == ["lo"]
+
+
+def test_podman_usable_inside_with_vfs_and_runc(host):
+    info = json.loads(host.check_output("podman info --format json"))
+    assert info["store"]["graphDriverName"] == "vfs"
+    assert info["host"]["ociRuntime"]["name"] == "runc"
+    # A real nested run, with no registry: import /bin/true and its libraries as an image.
+    host.check_output(
+        "mkdir -p /tmp/img && for f in /bin/true $(ldd /bin/true | grep -o '/[^ ]*'); "
+        "do cp --parents $f /tmp/img; done "
+        "&& tar -C /tmp/img -c . | podman import - localhost/molecule-true")
+    run = host.run("podman run --rm --network none localhost/molecule-true /bin/true")
+    assert run.rc == 0, run.stderr
+
+
+def test_preflight_report_lists_every_host():
+    reports = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "reports"
+    latest = sorted(reports.iterdir())[-1] / "preflight" / "compliance.json"
+    report = json.loads(latest.read_text())
+    assert sorted(report["hosts"]) == ["airlift-mol-1", "airlift-mol-2", "airlift-mol-3"]
+    for entry in report["hosts"].values():
+        assert entry["status"] == "PASS"
+        statuses = {item["id"]: item["status"] for item in entry["results"]}
+        assert statuses["host.cpu_clock"] in {"WAIVED", "PASS"}

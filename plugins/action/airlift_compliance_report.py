@@ -1,0 +1,91 @@
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Write the fleet compliance report on the controller from every host's check results."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: airlift_compliance_report
+short_description: Write preflight results of every expected host as JSON, JUnit XML and Markdown
+description:
+  - Runs on the controller only (an action plugin with no module part). Reads the
+    results variable of each expected host from hostvars; a host without results
+    (unreachable, or failed before its checks) is reported as UNREPORTED, never dropped.
+  - Writing the report is not a change to any host, so it reports C(changed=false) and
+    also writes in check mode, which is the point of a dry run.
+options:
+  expected_hosts:
+    description: Hosts the run targeted (ansible_play_hosts_all of the checking play).
+    type: list
+    elements: str
+    required: true
+  results_var:
+    description: Name of the host variable holding that host's list of check results.
+    type: str
+    required: true
+  dest:
+    description: Directory the three files are written to.
+    type: path
+    required: true
+author:
+  - airlift developers
+"""
+
+EXAMPLES = r"""
+- name: Write the compliance report
+  airlift_compliance_report:
+    expected_hosts: "{{ airlift_preflight_expected_hosts }}"
+    results_var: __airlift_preflight_results
+    dest: "{{ airlift_run.dir }}/preflight"
+"""
+
+RETURN = r"""
+files:
+  description: Paths of the written files by format (json, junit, markdown).
+  returned: success
+  type: dict
+summary:
+  description: Host counts by status and check counts by status, then failures.
+  returned: success
+  type: list
+failures:
+  description: One line per failed check or unreported host.
+  returned: success
+  type: list
+"""
+
+from pathlib import Path
+
+from ansible.plugins.action import ActionBase
+
+from airlift.compliance import from_hostvars, write_reports
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        _, args = self.validate_argument_spec(argument_spec={
+            "expected_hosts": {"type": "list", "elements": "str", "required": True},
+            "results_var": {"type": "str", "required": True},
+            "dest": {"type": "path", "required": True},
+        })
+        dest = Path(args["dest"])
+        rows = from_hostvars(args["expected_hosts"], task_vars["hostvars"], args["results_var"])
+        written = write_reports(dest, dest.parent.name, rows)
+        hosts = written["summary"]["hosts"]
+        result.update(
+            changed=False,
+            files=written["files"],
+            failures=written["failures"],
+            summary=[
+                f"compliance report: {written['files']['markdown']}",
+                f"hosts: {hosts['PASS']} passed, {hosts['FAIL']} failed, "
+                f"{hosts['UNREPORTED']} unreported",
+                *written["failures"],
+            ],
+        )
+        return result

@@ -1,0 +1,28 @@
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Filters that evaluate preflight checks; the logic lives in the airlift package."""
+
+from __future__ import annotations
+
+from airlift import checks
+
+
+def fleet_failures(hosts, hostvars, results_var):
+    """Every failed check of every host as 'host: ...' lines (hosts without results skipped)."""
+    lines = []
+    for host in hosts:
+        results = hostvars[host].get(results_var)
+        lines.extend(f"{host}: {line}" for line in checks.failures(results or []))
+    return lines
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "airlift_inventory_checks": lambda host_vars, catalog: checks.inventory_checks(
+                host_vars, catalog),
+            "airlift_host_checks": checks.host_checks,
+            "airlift_waive": checks.apply_waivers,
+            "airlift_check_failures": checks.failures,
+            "airlift_fleet_failures": fleet_failures,
+        }

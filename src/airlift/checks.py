@@ -1,0 +1,251 @@
+"""Preflight and compliance checks: every check on every host, never stopping at the first.
+
+Each result says what was expected and what was observed, so an operator can act on a
+report without re-running anything. Inventory checks need no facts and run once before
+any host is contacted; host checks evaluate the facts of airlift_host_facts against the
+catalog and the services assigned to the host, including their sums.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from airlift.units import format_mb, to_mb
+
+PASS, FAIL, WARN, WAIVED = "PASS", "FAIL", "WARN", "WAIVED"
+ENGINES = ("podman", "docker")
+
+# Stable ids: reports, waivers and JUnit test names refer to these.
+INVENTORY_CHECKS = {
+    "inventory.eula": "EULA accepted",
+    "inventory.engine": "Container engine supported",
+    "inventory.catalog": "Service names a catalog entry",
+    "inventory.names": "Service instance names unique on the host",
+    "inventory.ports": "Service ports unique on the host",
+    "inventory.resources": "Service cpus and memory are valid values",
+    "inventory.waivers": "Waivers name known checks",
+}
+HOST_CHECKS = {
+    "host.architecture": "CPU architecture is x86-64",
+    "host.cpu_clock": "Every core at the minimum clock",
+    "host.cpu_flags": "Instruction sets the service requires",
+    "host.cpu_flags_recommended": "Instruction sets the service recommends",
+    "host.cores": "Cores assigned to all services fit the host",
+    "host.memory": "Memory assigned to all services fits the host",
+    "host.disk": "Free disk for images and staging",
+    "host.gpu": "GPU for services that need one",
+    "host.engine": "Container engine installed",
+    "host.init": "systemd is init",
+    "host.ports": "Service ports free on the host",
+    "service.cores": "Cores assigned to the service meet its minimum",
+    "service.memory": "Memory assigned to the service meets its minimum",
+}
+ALL_CHECKS = {**INVENTORY_CHECKS, **HOST_CHECKS}
+
+
+def result(check: str, subject: str, status: str, expected: Any, observed: Any,
+           message: str = "") -> dict[str, Any]:
+    return {"id": check, "title": ALL_CHECKS[check], "subject": subject, "status": status,
+            "expected": expected, "observed": observed, "message": message}
+
+
+def _valid_memory(value: Any) -> bool:
+    try:
+        to_mb(value)
+    except ValueError:
+        return False
+    return True
+
+
+def inventory_checks(host_vars: Mapping[str, Any], catalog: Mapping[str, Any]) -> list[dict]:
+    """Checks of one host's inventory that need no facts; FAIL messages name the fix."""
+    out = []
+    eula = host_vars.get("airlift_eula")
+    out.append(result("inventory.eula", "host", PASS if eula == "accept" else FAIL, "accept",
+                      eula, "" if eula == "accept" else
+                      "set airlift_eula: accept in the inventory once the container's "
+                      "license terms are accepted"))
+    engine = host_vars.get("airlift_container_engine", "podman")
+    out.append(result("inventory.engine", "host", PASS if engine in ENGINES else FAIL,
+                      " or ".join(ENGINES), engine,
+                      "" if engine in ENGINES else
+                      f"set airlift_container_engine to one of {', '.join(ENGINES)}"))
+    services = host_vars.get("airlift_services") or []
+    for service in services:
+        name, key = service.get("name", "?"), service.get("catalog")
+        known = key in catalog
+        out.append(result("inventory.catalog", name, PASS if known else FAIL, "a catalog key",
+                          key, "" if known else
+                          f"unknown catalog entry {key!r}; valid: {', '.join(sorted(catalog))} "
+                          "(or add it with airlift_catalog_overrides)"))
+        bad = []
+        if "memory" in service and not _valid_memory(service["memory"]):
+            bad.append(f"memory {service['memory']!r} (use docker's form, e.g. 512m or 8g)")
+        cpus = service.get("cpus")
+        if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float)
+                                 or cpus <= 0):
+            bad.append(f"cpus {cpus!r} (use a positive number)")
+        port = service.get("port")
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            bad.append(f"port {port!r} (use a number from 1 to 65535)")
+        out.append(result("inventory.resources", name, FAIL if bad else PASS,
+                          "valid cpus, memory and port", ", ".join(bad) or "valid",
+                          f"fix {'; '.join(bad)}" if bad else ""))
+    for check, field in (("inventory.names", "name"), ("inventory.ports", "port")):
+        counts = Counter(service.get(field) for service in services)
+        clashes = sorted(str(value) for value, count in counts.items() if count > 1)
+        out.append(result(check, "host", FAIL if clashes else PASS, f"unique {field}s",
+                          ", ".join(clashes) or "unique",
+                          f"give each service its own {field}; repeated: {', '.join(clashes)}"
+                          if clashes else ""))
+    unknown = sorted({waiver.get("check", "?") for waiver in host_vars.get("airlift_waivers")
+                      or [] if waiver.get("check") not in HOST_CHECKS})
+    out.append(result("inventory.waivers", "host", FAIL if unknown else PASS,
+                      "known check ids", ", ".join(unknown) or "known",
+                      f"unknown check id(s) {', '.join(unknown)}; waivable: "
+                      f"{', '.join(sorted(HOST_CHECKS))}" if unknown else ""))
+    return out
+
+
+def assigned(service: Mapping[str, Any], entry: Mapping[str, Any]) -> tuple[float, int]:
+    """Cores and memory (MiB) a service gets: its own values, else the catalog minimum."""
+    cores = float(service.get("cpus", entry["cores"]["minimum"]))
+    memory = to_mb(service.get("memory", entry["memory"]["minimum"]))
+    return cores, memory
+
+
+def service_minimums(service: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, float]:
+    extra = max(int(service.get("language_pairs", 1)) - 1, 0)
+    per_extra = to_mb(entry.get("memory_per_extra", 0))
+    return {
+        "cores_min": float(entry["cores"]["minimum"]),
+        "cores_rec": float(entry["cores"]["recommended"]),
+        "memory_min": to_mb(entry["memory"]["minimum"]) + extra * per_extra,
+        "memory_rec": to_mb(entry["memory"]["recommended"]) + extra * per_extra,
+    }
+
+
+def host_checks(facts: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
+                catalog: Mapping[str, Any], thresholds: Mapping[str, Any]) -> list[dict]:
+    """Evaluate gathered facts against the services assigned to the host."""
+    services = [s for s in services if s.get("catalog") in catalog]
+    out = []
+    arch = facts.get("architecture")
+    out.append(result("host.architecture", "host", PASS if arch == "x86_64" else FAIL,
+                      "x86_64", arch))
+    min_mhz = float(thresholds.get("min_ghz", 2.6)) * 1000
+    mhz = float(facts.get("cpu_max_mhz") or 0)
+    out.append(result("host.cpu_clock", "host", PASS if mhz >= min_mhz else FAIL,
+                      f">= {min_mhz / 1000:.2f} GHz",
+                      f"{mhz / 1000:.2f} GHz ({facts.get('cpu_mhz_source', 'unknown')})"))
+    flags = set(facts.get("cpu_flags") or [])
+    total_cores, total_memory = 0.0, 0
+    for service in services:
+        name, entry = service["name"], catalog[service["catalog"]]
+        for check, wanted, miss in (("host.cpu_flags", entry.get("cpu_flags") or [], FAIL),
+                                    ("host.cpu_flags_recommended",
+                                     entry.get("cpu_flags_recommended") or [], WARN)):
+            if wanted:
+                lacking = sorted(set(wanted) - flags)
+                out.append(result(check, name, miss if lacking else PASS, ", ".join(wanted),
+                                  ", ".join(sorted(flags & set(wanted))) or "none",
+                                  f"missing {', '.join(lacking)}" if lacking else ""))
+        cores, memory = assigned(service, entry)
+        total_cores += cores
+        total_memory += memory
+        need = service_minimums(service, entry)
+        for check, value, low, rec, shown in (
+            ("service.cores", cores, need["cores_min"], need["cores_rec"], f"{cores:g}"),
+            ("service.memory", memory, need["memory_min"], need["memory_rec"],
+             format_mb(memory)),
+        ):
+            unit = format_mb if check == "service.memory" else (lambda v: f"{v:g}")
+            status = FAIL if value < low else WARN if value < rec else PASS
+            out.append(result(check, name, status,
+                              f">= {unit(low)} (recommended {unit(rec)})", shown,
+                              "below the catalog minimum" if status == FAIL else
+                              "below the recommended value" if status == WARN else ""))
+    usable = float(facts.get("cores_usable") or 0)
+    out.append(result("host.cores", "host", PASS if total_cores <= usable else FAIL,
+                      f"{total_cores:g}", f"{usable:g}",
+                      "" if total_cores <= usable else
+                      "the services need more cores than the host can give: move a service "
+                      "or lower its cpus"))
+    tolerance = float(thresholds.get("memory_tolerance", 0.05))
+    have = int(facts.get("memory_total_mb") or 0)
+    fits = have >= total_memory * (1 - tolerance)
+    out.append(result("host.memory", "host", PASS if fits else FAIL, format_mb(total_memory),
+                      format_mb(have), "" if fits else
+                      "the services need more memory than the host has: move a service "
+                      "or lower its memory"))
+    need_disk = float(thresholds.get("disk_required_mb", 0)) * float(
+        thresholds.get("disk_headroom", 1.0))
+    for path, free in sorted((facts.get("disk_free_mb") or {}).items()):
+        out.append(result("host.disk", path, PASS if free >= need_disk else FAIL,
+                          f">= {format_mb(need_disk)}", format_mb(free)))
+    for service in services:
+        gpu = catalog[service["catalog"]].get("gpu")
+        if gpu:
+            good = [g for g in facts.get("gpus") or [] if g["memory_mb"] >= gpu["memory_mb"]]
+            out.append(result("host.gpu", service["name"], PASS if good else FAIL,
+                              f"{gpu.get('vendor', 'nvidia')} GPU >= {format_mb(gpu['memory_mb'])}",
+                              ", ".join(f"{g['name']} {format_mb(g['memory_mb'])}"
+                                        for g in facts.get("gpus") or []) or "no GPU"))
+    version = facts.get("engine_version")
+    out.append(result("host.engine", "host", PASS if version else FAIL,
+                      facts.get("engine", "podman"), version or "not installed"))
+    out.append(result("host.init", "host", PASS if facts.get("init_is_systemd") else FAIL,
+                      "systemd", "systemd" if facts.get("init_is_systemd") else "other"))
+    listening = set(facts.get("listening_ports") or [])
+    ours = set(facts.get("active_units") or [])
+    for service in services:
+        port = service.get("port")
+        taken = port in listening and f"airlift-{service['name']}.service" not in ours
+        out.append(result("host.ports", service["name"], FAIL if taken else PASS,
+                          f"port {port} free", f"port {port} in use" if taken else "free",
+                          "another program listens on it: choose another port" if taken
+                          else ""))
+    return out
+
+
+def apply_waivers(results: list[dict], waivers: Iterable[Mapping[str, Any]],
+                  today: dt.date | None = None) -> list[dict]:
+    """A waived failure stays visible as WAIVED; an expired waiver fails the check."""
+    today = today or dt.date.today()
+    waivers = list(waivers or [])
+    out = []
+    for item in results:
+        item = dict(item)
+        if item["status"] in (FAIL, WARN):
+            for waiver in waivers:
+                if waiver.get("check") != item["id"]:
+                    continue
+                if waiver.get("subject") not in (None, item["subject"]):
+                    continue
+                expires = waiver.get("expires")
+                if isinstance(expires, str):
+                    expires = dt.date.fromisoformat(expires)
+                if expires and expires < today:
+                    item["status"] = FAIL
+                    item["message"] = (f"waiver expired on {expires}: renew it or fix the "
+                                       f"host ({waiver.get('justification', '')})")
+                else:
+                    item["status"] = WAIVED
+                    item["message"] = f"waived until {expires}: {waiver.get('justification')}"
+                break
+        out.append(item)
+    return out
+
+
+def summary(results: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    counts = Counter(item["status"] for item in results)
+    return {status: counts.get(status, 0) for status in (PASS, FAIL, WARN, WAIVED)}
+
+
+def failures(results: Iterable[Mapping[str, Any]]) -> list[str]:
+    return [f"{item['id']} [{item['subject']}]: expected {item['expected']}, observed "
+            f"{item['observed']}" + (f" - {item['message']}" if item["message"] else "")
+            for item in results if item["status"] == FAIL]

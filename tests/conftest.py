@@ -1,0 +1,28 @@
+"""Shared fixtures: project paths, and the lab images (built on demand, cached)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
+sys.path.insert(0, str(ROOT / "lab" / "simulator"))
+os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "lab" / "containers.conf"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def sim_images() -> dict[str, str]:
+    from airlift import lab
+
+    return {image.service: image.ref for image in lab.ensure_simulator_images()}
