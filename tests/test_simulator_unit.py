@@ -53,7 +53,7 @@ def test_license_check_accepts_own_and_refuses_tampered_expired_foreign(tmp_path
 
     other = sim.Service({"AIRLIFT_SIM_SERVICE": "read", "AIRLIFT_SIM_IMAGE_VERSION": "1.0"})
     (tmp_path / "read.license").write_text((tmp_path / "sentiment.license").read_text())
-    with pytest.raises(sim.Refusal, match="not valid|for service"):
+    with pytest.raises(sim.Refusal, match=r"not valid|for service"):
         sim.check_license({"mounts:license": str(tmp_path)}, other)
 
     newer = service(AIRLIFT_SIM_IMAGE_VERSION="1.1")

@@ -21,6 +21,7 @@ image accept this file", not secrecy.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import fcntl
 import hashlib
@@ -275,7 +276,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         sim = self.server
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/ready":
@@ -308,7 +309,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self.send_json(404, {"error": f"no such path {path}"})
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         sim = self.server
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path.split("?", 1)[0].rstrip("/") != sim.service.path.rstrip("/"):
@@ -360,10 +361,8 @@ def main(argv: list[str], environ: dict[str, str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"{service.name} {service.version} listening on :{port}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

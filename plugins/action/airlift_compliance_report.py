@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Apache-2.0
 """Write the fleet compliance report on the controller from every host's check results."""
 
@@ -56,6 +55,7 @@ failures:
 """
 
 from pathlib import Path
+from typing import Any
 
 from ansible.plugins.action import ActionBase
 
@@ -66,7 +66,8 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
 
-    def run(self, tmp=None, task_vars=None):
+    def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None,
+            ) -> dict[str, Any]:
         result = super().run(tmp, task_vars)
         _, args = self.validate_argument_spec(argument_spec={
             "expected_hosts": {"type": "list", "elements": "str", "required": True},

@@ -1,13 +1,15 @@
-# -*- coding: utf-8 -*-
 # Apache-2.0
 """Filters that evaluate preflight checks; the logic lives in the airlift package."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from airlift import checks
 
 
-def fleet_failures(hosts, hostvars, results_var):
+def fleet_failures(hosts: list[str], hostvars: Any, results_var: str) -> list[str]:
     """Every failed check of every host as 'host: ...' lines (hosts without results skipped)."""
     lines = []
     for host in hosts:
@@ -17,7 +19,7 @@ def fleet_failures(hosts, hostvars, results_var):
 
 
 class FilterModule:
-    def filters(self):
+    def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "airlift_inventory_checks": lambda host_vars, catalog: checks.inventory_checks(
                 host_vars, catalog),

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Apache-2.0
 """Read what a host can give its containers: pure parsers plus thin readers.
 
@@ -8,6 +7,7 @@ the unit tests, which feed the parsers synthetic /proc and sysfs text.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -16,7 +16,7 @@ import subprocess
 MODEL_CLOCK = re.compile(r"@\s*([0-9]+(?:\.[0-9]+)?)\s*GHz", re.IGNORECASE)
 
 
-def parse_cpuinfo(text):
+def parse_cpuinfo(text: str) -> tuple[str, float, set[str]]:
     """Return (model, highest 'cpu MHz', flags) from /proc/cpuinfo text."""
     model, mhz, flags = "", 0.0, set()
     for line in text.splitlines():
@@ -25,16 +25,14 @@ def parse_cpuinfo(text):
         if key == "model name" and not model:
             model = value
         elif key == "cpu MHz":
-            try:
+            with contextlib.suppress(ValueError):
                 mhz = max(mhz, float(value))
-            except ValueError:
-                pass
         elif key == "flags" and not flags:
             flags = set(value.split())
     return model, mhz, flags
 
 
-def max_clock_mhz(sysfs_max_khz, cpuinfo_mhz, model):
+def max_clock_mhz(sysfs_max_khz: int, cpuinfo_mhz: float, model: str) -> tuple[float, str]:
     """The CPU's maximum clock and where it came from, most trustworthy source first.
 
     cpufreq's cpuinfo_max_freq is the rated maximum; /proc/cpuinfo shows the current
@@ -51,7 +49,7 @@ def max_clock_mhz(sysfs_max_khz, cpuinfo_mhz, model):
     return 0.0, "unknown"
 
 
-def parse_cpu_max(text):
+def parse_cpu_max(text: str) -> float | None:
     """cgroup v2 cpu.max ('max 100000' or '200000 100000') -> cores allowed, or None."""
     parts = (text or "").split()
     if len(parts) != 2 or parts[0] == "max":
@@ -60,7 +58,7 @@ def parse_cpu_max(text):
     return quota / period if period else None
 
 
-def parse_cfs(quota_text, period_text):
+def parse_cfs(quota_text: str, period_text: str) -> float | None:
     """cgroup v1 cfs_quota_us / cfs_period_us -> cores allowed, or None."""
     try:
         quota, period = int(quota_text), int(period_text)
@@ -71,7 +69,7 @@ def parse_cfs(quota_text, period_text):
     return quota / period
 
 
-def parse_cpuset(text):
+def parse_cpuset(text: str) -> int | None:
     """'0-3,6' -> 5 CPUs; empty -> None."""
     count = 0
     for part in (text or "").strip().split(","):
@@ -85,7 +83,7 @@ def parse_cpuset(text):
     return count or None
 
 
-def usable_cores(affinity, cgroup_quota_cores):
+def usable_cores(affinity: int, cgroup_quota_cores: float | None) -> float:
     """Cores a container on this host can really use: affinity capped by a cgroup quota."""
     cores = float(affinity)
     if cgroup_quota_cores:
@@ -93,7 +91,7 @@ def usable_cores(affinity, cgroup_quota_cores):
     return round(cores, 2)
 
 
-def parse_meminfo(text):
+def parse_meminfo(text: str) -> tuple[int, int]:
     """MemTotal and MemAvailable in MiB."""
     values = {}
     for line in text.splitlines():
@@ -104,7 +102,7 @@ def parse_meminfo(text):
     return values.get("MemTotal", 0), values.get("MemAvailable", 0)
 
 
-def parse_memory_limit(text):
+def parse_memory_limit(text: str) -> int | None:
     """cgroup memory.max / limit_in_bytes -> MiB, or None when unlimited."""
     text = (text or "").strip()
     if not text or text == "max":
@@ -116,7 +114,7 @@ def parse_memory_limit(text):
     return value // (1024 * 1024)
 
 
-def parse_listening_ports(text):
+def parse_listening_ports(text: str) -> set[int]:
     """TCP ports in LISTEN state (st 0A) from /proc/net/tcp or tcp6 text."""
     ports = set()
     for line in text.splitlines()[1:]:
@@ -126,7 +124,7 @@ def parse_listening_ports(text):
     return ports
 
 
-def read(path, default=""):
+def read(path: str, default: str = "") -> str:
     try:
         with open(path) as handle:
             return handle.read()
@@ -134,7 +132,7 @@ def read(path, default=""):
         return default
 
 
-def cgroup_cpu_quota():
+def cgroup_cpu_quota() -> float | None:
     quota = parse_cpu_max(read("/sys/fs/cgroup/cpu.max"))
     if quota is None:
         quota = parse_cfs(read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1"),
@@ -142,7 +140,7 @@ def cgroup_cpu_quota():
     return quota
 
 
-def cgroup_memory_limit():
+def cgroup_memory_limit() -> int | None:
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         text = read(path)
         if text:
@@ -150,7 +148,7 @@ def cgroup_memory_limit():
     return None
 
 
-def nearest_existing(path):
+def nearest_existing(path: str) -> str:
     """Free space is asked of the deepest existing directory of a path not made yet."""
     path = os.path.abspath(path)
     while not os.path.exists(path):
@@ -158,11 +156,11 @@ def nearest_existing(path):
     return path
 
 
-def disk_free_mb(path):
+def disk_free_mb(path: str) -> int:
     return shutil.disk_usage(nearest_existing(path)).free // (1024 * 1024)
 
 
-def command_output(argv, timeout=15):
+def command_output(argv: list[str], timeout: float = 15) -> str | None:
     """stdout of a command, or None when it is missing or fails."""
     if not shutil.which(argv[0]):
         return None
@@ -173,7 +171,7 @@ def command_output(argv, timeout=15):
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def parse_nvidia_smi(text):
+def parse_nvidia_smi(text: str | None) -> list[dict[str, object]]:
     """`nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits` -> list."""
     gpus = []
     for line in (text or "").splitlines():
@@ -183,7 +181,7 @@ def parse_nvidia_smi(text):
     return gpus
 
 
-def active_units(units):
+def active_units(units: list[str]) -> list[str]:
     """The subset of units systemd reports as active, in one systemctl call."""
     if not units or not shutil.which("systemctl"):
         return []
@@ -194,10 +192,11 @@ def active_units(units):
     except (OSError, subprocess.TimeoutExpired):
         return []
     states = proc.stdout.split()
-    return [unit for unit, state in zip(units, states) if state == "active"]
+    return [unit for unit, state in zip(units, states, strict=False) if state == "active"]
 
 
-def gather(paths, engine, units=()):
+def gather(paths: list[str], engine: str, units: list[str] | tuple[str, ...] = (),
+           ) -> dict[str, object]:
     """Everything preflight needs to know about this host, in one dictionary."""
     model, cpuinfo_mhz, flags = parse_cpuinfo(read("/proc/cpuinfo"))
     sysfs = read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").strip()

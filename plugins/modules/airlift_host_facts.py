@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Apache-2.0
 from __future__ import annotations
 
@@ -75,11 +74,11 @@ ansible_facts:
         active_units: [airlift-sentiment.service]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.airlift_hostinfo import gather
+from ansible.module_utils.basic import AnsibleModule
 
 
-def main():
+def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "paths": {"type": "list", "elements": "path", "default": ["/var/lib/containers"]},

@@ -71,7 +71,8 @@ def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResu
           atomic_text(paths["markdown"]) as md):
         js.write(f'{{"schema": "{SCHEMA}", "run_id": {json.dumps(run_id)}, '
                  f'"generated": "{generated}", "hosts": {{')
-        junit.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="airlift preflight">\n')
+        junit.write('<?xml version="1.0" encoding="UTF-8"?>\n'
+                    '<testsuites name="airlift preflight">\n')
         md.write(f"# airlift preflight: run {run_id}\n\n")
         md.write("| host | status | " + " | ".join(check_ids) + " |\n")
         md.write("|---|---|" + "---|" * len(check_ids) + "\n")

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from airlift import podman
-from airlift.paths import cache_dir, lab_dir, state_dir
+from airlift.paths import cache_dir, lab_dir
 
 HOST_IMAGE = "localhost/airlift-lab-host"
 SIM_BASE_IMAGE = "localhost/airlift-sim-base"
