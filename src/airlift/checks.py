@@ -101,13 +101,38 @@ def inventory_checks(host_vars: Mapping[str, Any], catalog: Mapping[str, Any]) -
                           ", ".join(clashes) or "unique",
                           f"give each service its own {field}; repeated: {', '.join(clashes)}"
                           if clashes else ""))
-    unknown = sorted({waiver.get("check", "?") for waiver in host_vars.get("airlift_waivers")
-                      or [] if waiver.get("check") not in HOST_CHECKS})
-    out.append(result("inventory.waivers", "host", FAIL if unknown else PASS,
-                      "known check ids", ", ".join(unknown) or "known",
-                      f"unknown check id(s) {', '.join(unknown)}; waivable: "
-                      f"{', '.join(sorted(HOST_CHECKS))}" if unknown else ""))
+    problems = waiver_problems(host_vars.get("airlift_waivers") or [])
+    out.append(result("inventory.waivers", "host", FAIL if problems else PASS,
+                      "waivers of known checks with justification and expiry date",
+                      "; ".join(problems) or "valid", "; ".join(problems)))
     return out
+
+
+def waiver_problems(waivers: Iterable[Mapping[str, Any]]) -> list[str]:
+    """What is wrong with the waivers, each with its fix; empty when all are usable."""
+    problems = []
+    for waiver in waivers:
+        check = waiver.get("check")
+        if check not in HOST_CHECKS:
+            problems.append(f"unknown check id {check!r} (waivable: "
+                            f"{', '.join(sorted(HOST_CHECKS))})")
+            continue
+        if not str(waiver.get("justification") or "").strip():
+            problems.append(f"waiver of {check} needs a justification")
+        try:
+            _as_date(waiver.get("expires"))
+        except (TypeError, ValueError):
+            problems.append(f"waiver of {check} needs expires as a date (YYYY-MM-DD), "
+                            f"got {waiver.get('expires')!r}")
+    return problems
+
+
+def _as_date(value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    return dt.date.fromisoformat(str(value))
 
 
 def assigned(service: Mapping[str, Any], entry: Mapping[str, Any]) -> tuple[float, int]:
@@ -225,10 +250,8 @@ def apply_waivers(results: list[dict], waivers: Iterable[Mapping[str, Any]],
                     continue
                 if waiver.get("subject") not in (None, item["subject"]):
                     continue
-                expires = waiver.get("expires")
-                if isinstance(expires, str):
-                    expires = dt.date.fromisoformat(expires)
-                if expires and expires < today:
+                expires = _as_date(waiver.get("expires"))
+                if expires < today:
                     item["status"] = FAIL
                     item["message"] = (f"waiver expired on {expires}: renew it or fix the "
                                        f"host ({waiver.get('justification', '')})")

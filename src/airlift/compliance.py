@@ -30,11 +30,14 @@ HostResults = tuple[str, list[dict[str, Any]] | None]
 def atomic_text(path: Path) -> Iterator[TextIO]:
     """Write to PATH.partial, rename on success: readers never see half a report."""
     partial = path.with_name(path.name + ".partial")
-    with partial.open("w", encoding="utf-8") as handle:
-        yield handle
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def host_status(results: list[dict[str, Any]] | None) -> str:

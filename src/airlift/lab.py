@@ -117,6 +117,16 @@ def import_rootfs(rootfs: Path, ref: str, changes: list[str]) -> None:
     podman.run(["untag", staging_ref, staging_ref])
 
 
+def prune_older(ref: str) -> None:
+    """Remove other tags of ref's repository (older recipes); ones still in use stay."""
+    repository = ref.rsplit(":", 1)[0]
+    listed = podman.run(["images", "--filter", f"reference={repository}",
+                         "--format", "{{.Repository}}:{{.Tag}}"]).stdout.split()
+    for other in listed:
+        if other not in (ref, f"{repository}:latest"):
+            podman.run(["rmi", other], check=False)
+
+
 def tag_latest(ref: str) -> None:
     repository = ref.rsplit(":", 1)[0]
     podman.run(["tag", ref, f"{repository}:latest"])
@@ -161,6 +171,7 @@ def ensure_host_image(force: bool = False) -> str:
                        ['CMD=["/sbin/init"]', "STOPSIGNAL=SIGRTMIN+3",
                         "LABEL=airlift.lab.image=host"])
     tag_latest(ref)
+    prune_older(ref)
     return ref
 
 
@@ -176,6 +187,7 @@ def ensure_sim_base(force: bool = False) -> str:
     say(f"building simulator base image {ref}")
     build_rootfs_image(ref, ["python3-minimal", "libpython3.11-stdlib"], customise,
                        ["LABEL=airlift.lab.image=sim-base"])
+    prune_older(ref)
     return ref
 
 

@@ -45,8 +45,11 @@ def provision(hosts: list[str]) -> None:
     _, public_line = client_key()
     script = (
         "set -e; test -f /etc/ssh/ssh_host_ed25519_key || ssh-keygen -A >/dev/null; "
-        "install -d -m 0700 /root/.ssh; "
-        "cat > /root/.ssh/authorized_keys; chmod 0600 /root/.ssh/authorized_keys; "
+        # Append: several checkouts on one machine share the lab fleet, each with its key.
+        "install -d -m 0700 /root/.ssh; read -r key; touch /root/.ssh/authorized_keys; "
+        "grep -qxF \"$key\" /root/.ssh/authorized_keys "
+        "|| echo \"$key\" >> /root/.ssh/authorized_keys; "
+        "chmod 0600 /root/.ssh/authorized_keys; "
         "cat /etc/ssh/ssh_host_ed25519_key.pub"
     )
     known = {}

@@ -1,0 +1,176 @@
+"""Preflight checks from synthetic facts: every check, its edges, waivers."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from airlift import catalog, checks
+
+CATALOG = catalog.load()
+THRESHOLDS = {"min_ghz": 2.6, "memory_tolerance": 0.05, "disk_required_mb": 1000,
+              "disk_headroom": 1.5}
+
+
+def facts(**overrides):
+    base = {
+        "architecture": "x86_64", "cpu_model": "x", "cpu_max_mhz": 3000.0,
+        "cpu_mhz_source": "cpufreq", "cpu_flags": ["avx", "avx2", "avx512f"],
+        "cores_online": 16, "cores_usable": 16.0, "memory_total_mb": 64 * 1024,
+        "memory_available_mb": 60 * 1024, "disk_free_mb": {"/var/lib/containers": 50_000},
+        "engine": "podman", "engine_version": "4.3.1", "init_is_systemd": True,
+        "listening_ports": [22], "gpus": [], "active_units": [],
+    }
+    return {**base, **overrides}
+
+
+def by_id(results, check, subject=None):
+    found = [r for r in results if r["id"] == check and subject in (None, r["subject"])]
+    assert found, f"no result for {check}"
+    return found[0]
+
+
+def run(services, **fact_overrides):
+    return checks.host_checks(facts(**fact_overrides), services, CATALOG, THRESHOLDS)
+
+
+SENTIMENT = {"name": "sentiment", "catalog": "sentiment", "port": 5000}
+
+
+def test_healthy_host_passes_everything():
+    results = run([{**SENTIMENT, "cpus": 4, "memory": "8g"}])
+    assert checks.failures(results) == []
+    assert all(r["status"] == "PASS" for r in results)
+
+
+@pytest.mark.parametrize(("mhz", "status"), [(2590.0, "FAIL"), (2600.0, "PASS")])
+def test_clock_edge(mhz, status):
+    assert by_id(run([SENTIMENT], cpu_max_mhz=mhz), "host.cpu_clock")["status"] == status
+
+
+def test_missing_cpufreq_source_is_shown_in_observed():
+    result = by_id(run([SENTIMENT], cpu_max_mhz=2000.0, cpu_mhz_source="cpuinfo"),
+                   "host.cpu_clock")
+    assert result["observed"] == "2.00 GHz (cpuinfo)"
+    assert result["expected"] == ">= 2.60 GHz"
+
+
+def test_cores_limited_by_cgroup_fail_the_sum():
+    services = [{**SENTIMENT, "cpus": 4}, {"name": "kp", "catalog": "key-phrase",
+                                           "port": 5001, "cpus": 1}]
+    result = by_id(run(services, cores_online=16, cores_usable=4.0), "host.cores")
+    assert result["status"] == "FAIL"
+    assert (result["expected"], result["observed"]) == ("5", "4")
+
+
+def test_memory_tolerance_accepts_nominal_shortfall_only():
+    one_gig = [{"name": "s", "catalog": "sim-sentiment", "port": 5000, "memory": "1g"}]
+    assert by_id(run(one_gig, memory_total_mb=992), "host.memory")["status"] == "PASS"
+    assert by_id(run(one_gig, memory_total_mb=900), "host.memory")["status"] == "FAIL"
+
+
+def test_service_minimum_fails_and_below_recommended_warns():
+    low = by_id(run([{**SENTIMENT, "cpus": 0.5, "memory": "1g"}]), "service.cores")
+    assert low["status"] == "FAIL"
+    mid = by_id(run([{**SENTIMENT, "cpus": 2, "memory": "4g"}]), "service.memory")
+    assert mid["status"] == "WARN"
+    assert mid["expected"] == ">= 2.0 GiB (recommended 8.0 GiB)"
+
+
+def test_translator_memory_grows_with_language_pairs():
+    service = {"name": "tr", "catalog": "translator", "port": 5000, "cpus": 4,
+               "memory": "6g", "language_pairs": 3}
+    assert by_id(run([service]), "service.memory")["status"] == "FAIL"  # needs 4g + 2x2g
+
+
+def test_required_and_recommended_instruction_sets():
+    read = {"name": "read", "catalog": "vision-read", "port": 5000}
+    assert by_id(run([read], cpu_flags=["avx"]), "host.cpu_flags")["status"] == "FAIL"
+    ner = {"name": "ner", "catalog": "ner", "port": 5001}
+    assert by_id(run([ner], cpu_flags=["avx2"]),
+                 "host.cpu_flags_recommended")["status"] == "WARN"
+
+
+def test_gpu_needed_and_absent():
+    gpu = {"name": "sum", "catalog": "summarization-gpu", "port": 5000}
+    result = by_id(run([gpu], gpus=[]), "host.gpu")
+    assert result["status"] == "FAIL" and result["observed"] == "no GPU"
+    ok = by_id(run([gpu], gpus=[{"name": "A100", "memory_mb": 40960}]), "host.gpu")
+    assert ok["status"] == "PASS"
+
+
+def test_port_taken_by_another_program_but_not_by_own_unit():
+    assert by_id(run([SENTIMENT], listening_ports=[5000]), "host.ports")["status"] == "FAIL"
+    own = run([SENTIMENT], listening_ports=[5000], active_units=["airlift-sentiment.service"])
+    assert by_id(own, "host.ports")["status"] == "PASS"
+
+
+def test_disk_engine_init_architecture():
+    results = run([SENTIMENT], disk_free_mb={"/var": 1000}, engine_version=None,
+                  init_is_systemd=False, architecture="aarch64")
+    for check in ("host.disk", "host.engine", "host.init", "host.architecture"):
+        assert by_id(results, check)["status"] == "FAIL", check
+    assert by_id(results, "host.disk")["expected"] == ">= 1.5 GiB"
+
+
+def inventory(**host_vars):
+    base = {"airlift_eula": "accept", "airlift_container_engine": "podman",
+            "airlift_services": [SENTIMENT], "airlift_waivers": []}
+    return checks.inventory_checks({**base, **host_vars}, CATALOG)
+
+
+def test_inventory_valid():
+    assert checks.failures(inventory()) == []
+
+
+def test_inventory_problems_name_their_fix():
+    results = inventory(
+        airlift_eula="", airlift_container_engine="lxc",
+        airlift_services=[
+            {"name": "a", "catalog": "sentimnet", "port": 5000},
+            {"name": "a", "catalog": "sentiment", "port": 5000, "memory": "8 gigs",
+             "cpus": -1},
+        ],
+        airlift_waivers=[{"check": "host.clock", "justification": "x", "expires": "2030-01-01"}],
+    )
+    text = "\n".join(checks.failures(results))
+    assert "set airlift_eula: accept" in text
+    assert "airlift_container_engine to one of podman, docker" in text
+    assert "unknown catalog entry 'sentimnet'; valid:" in text and "sentiment," in text
+    assert "repeated: a" in text and "repeated: 5000" in text
+    assert "memory '8 gigs'" in text and "cpus -1" in text
+    assert "unknown check id 'host.clock'" in text
+
+
+def test_waiver_without_justification_or_date_is_invalid():
+    text = "\n".join(checks.failures(inventory(airlift_waivers=[
+        {"check": "host.cpu_clock", "expires": "soon"}])))
+    assert "needs a justification" in text and "needs expires as a date" in text
+
+
+def test_waivers_turn_failure_into_waived_until_they_expire():
+    results = run([SENTIMENT], cpu_max_mhz=2000.0)
+    waiver = {"check": "host.cpu_clock", "justification": "lab", "expires": "2027-12-31"}
+    waived = by_id(checks.apply_waivers(results, [waiver], today=dt.date(2027, 1, 1)),
+                   "host.cpu_clock")
+    assert waived["status"] == "WAIVED" and "lab" in waived["message"]
+    expired = by_id(checks.apply_waivers(results, [waiver], today=dt.date(2028, 1, 1)),
+                    "host.cpu_clock")
+    assert expired["status"] == "FAIL" and "waiver expired on 2027-12-31" in expired["message"]
+
+
+def test_waiver_subject_limits_it_to_one_service():
+    results = run([{**SENTIMENT, "cpus": 0.5}, {"name": "b", "catalog": "sentiment",
+                                                "port": 5001, "cpus": 0.5}])
+    waived = checks.apply_waivers(results, [{"check": "service.cores", "subject": "b",
+                                             "justification": "j", "expires": "2999-01-01"}])
+    assert by_id(waived, "service.cores", "b")["status"] == "WAIVED"
+    assert by_id(waived, "service.cores", "sentiment")["status"] == "FAIL"
+
+
+def test_catalog_overrides_merge_recursively():
+    merged = catalog.load({"sentiment": {"cores": {"minimum": 2}}, "new": {"title": "n"}})
+    assert merged["sentiment"]["cores"] == {"minimum": 2, "recommended": 4}
+    assert merged["sentiment"]["image"].endswith("textanalytics/sentiment:latest")
+    assert "new" in merged

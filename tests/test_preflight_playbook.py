@@ -1,0 +1,146 @@
+"""playbooks/preflight.yml run for real: against this machine and against lab hosts."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from airlift import lab
+
+CLOCK_WAIVER = {"check": "host.cpu_clock", "justification": "lab CPUs report 2.0 GHz",
+                "expires": "2999-12-31"}
+
+
+def playbook(inventory: Path | str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(["ansible-playbook", "-i", str(inventory), "playbooks/preflight.yml",
+                           *args], capture_output=True, text=True, cwd=ROOT, env=env,
+                          check=False)
+
+
+def latest_report(report_dir: Path) -> Path:
+    return sorted(report_dir.iterdir())[-1] / "preflight"
+
+
+def write_vars(tmp_path: Path, **values) -> str:
+    path = tmp_path / "vars.yml"
+    path.write_text(yaml.safe_dump({"airlift_report_dir": str(tmp_path / "reports"), **values}))
+    return f"@{path}"
+
+
+def test_sixteen_cores_on_this_machine_fails_with_expected_and_observed(tmp_path):
+    extra = write_vars(tmp_path, airlift_eula="accept", airlift_waivers=[CLOCK_WAIVER],
+                       airlift_services=[{"name": "big", "catalog": "sim-sentiment",
+                                          "port": 5999, "cpus": 16}])
+    proc = playbook("localhost,", "-c", "local", "-e", extra,
+                    "-e", "ansible_python_interpreter={{ ansible_playbook_python }}")
+    assert proc.returncode != 0
+    report = json.loads((latest_report(tmp_path / "reports") / "compliance.json").read_text())
+    cores = next(r for r in report["hosts"]["localhost"]["results"] if r["id"] == "host.cores")
+    assert cores["status"] == "FAIL"
+    assert cores["expected"] == "16"
+    assert cores["observed"] == f"{len(os.sched_getaffinity(0))}"
+    assert "host.cores [host]: expected 16, observed" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def hosts():
+    lab.up(2)
+    return lab.host_names(2)
+
+
+def recap(output: str, host: str) -> dict[str, int]:
+    match = re.search(rf"^{re.escape(host)}\s+:(.*)$", output, re.MULTILINE)
+    assert match, f"no recap line for {host}"
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+@pytest.mark.lab
+class TestLabFleet:
+    def inventory(self, tmp_path: Path, hosts: list[str], host_vars: dict,
+                  extra_hosts: tuple[str, ...] = (), **group_vars) -> Path:
+        base = {"ansible_connection": "containers.podman.podman", "airlift_eula": "accept",
+                "airlift_report_dir": str(tmp_path / "reports"),
+                "airlift_waivers": [CLOCK_WAIVER],
+                "airlift_services": [{"name": "sentiment", "catalog": "sim-sentiment",
+                                      "port": 5000}]}
+        data = {"all": {"vars": {**base, **group_vars},
+                        "hosts": {h: host_vars.get(h, {}) for h in (*hosts, *extra_hosts)}}}
+        path = tmp_path / "inventory.yml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    def test_overloaded_host_fails_in_all_formats_others_pass(self, tmp_path, hosts):
+        heavy = {hosts[1]: {"airlift_services": [
+            {"name": "sentiment", "catalog": "sim-sentiment", "port": 5000, "cpus": 8}]}}
+        proc = playbook(self.inventory(tmp_path, hosts, heavy))
+        assert proc.returncode != 0
+        folder = latest_report(tmp_path / "reports")
+        report = json.loads((folder / "compliance.json").read_text())
+        assert report["hosts"][hosts[0]]["status"] == "PASS"
+        assert report["hosts"][hosts[1]]["status"] == "FAIL"
+        failed = [r for r in report["hosts"][hosts[1]]["results"] if r["status"] == "FAIL"]
+        assert [(r["id"], r["expected"], r["observed"]) for r in failed] == [
+            ("host.cores", "8", "2")]
+        junit = ET.parse(folder / "compliance.junit.xml").getroot()
+        failures = [case.get("name") for suite in junit if suite.get("name") == hosts[1]
+                    for case in suite if case.find("failure") is not None]
+        assert failures == ["host.cores [host]"]
+        markdown = (folder / "compliance.md").read_text()
+        assert f"{hosts[1]}: host.cores [host] expected 8, observed 2" in markdown
+        # The failing host stopped itself only.
+        assert recap(proc.stdout, hosts[0])["failed"] == 0
+        assert recap(proc.stdout, hosts[1])["failed"] == 1
+
+    def test_waiver_turns_failure_into_waived_and_expired_waiver_fails(self, tmp_path, hosts):
+        heavy = {"airlift_services": [
+            {"name": "sentiment", "catalog": "sim-sentiment", "port": 5000, "cpus": 8}]}
+        for expires, rc_ok, status in (("2999-01-01", True, "WAIVED"),
+                                       ("2020-01-01", False, "FAIL")):
+            waivers = [CLOCK_WAIVER, {"check": "host.cores", "expires": expires,
+                                      "justification": "capacity test"}]
+            inv = self.inventory(tmp_path, hosts, {hosts[1]: {**heavy,
+                                                              "airlift_waivers": waivers}})
+            proc = playbook(inv)
+            assert (proc.returncode == 0) is rc_ok, proc.stdout[-2000:]
+            report = json.loads((latest_report(tmp_path / "reports") /
+                                 "compliance.json").read_text())
+            cores = next(r for r in report["hosts"][hosts[1]]["results"]
+                         if r["id"] == "host.cores")
+            assert cores["status"] == status
+
+    def test_unreachable_host_is_reported_not_dropped(self, tmp_path, hosts):
+        proc = playbook(self.inventory(tmp_path, hosts, {}, extra_hosts=("airlift-lab-ghost",)))
+        assert "UNREACHABLE" in proc.stdout
+        report = json.loads((latest_report(tmp_path / "reports") /
+                             "compliance.json").read_text())
+        assert report["hosts"]["airlift-lab-ghost"]["status"] == "UNREPORTED"
+        assert report["hosts"][hosts[0]]["status"] == "PASS"
+        junit = (latest_report(tmp_path / "reports") / "compliance.junit.xml").read_text()
+        assert 'name="airlift-lab-ghost" tests="1" failures="0" errors="1"' in junit
+
+    def test_bad_inventory_stops_before_any_host_is_contacted(self, tmp_path, hosts):
+        inv = self.inventory(tmp_path, hosts, {hosts[0]: {"airlift_eula": ""}},
+                             extra_hosts=("airlift-lab-ghost",),
+                             airlift_services=[{"name": "a", "catalog": "nope", "port": 5000}])
+        proc = playbook(inv)
+        assert proc.returncode != 0
+        assert "UNREACHABLE" not in proc.stdout  # the ghost host was never contacted
+        assert f"{hosts[0]}: inventory.eula [host]" in proc.stdout
+        assert "set airlift_eula: accept" in proc.stdout
+        assert "unknown catalog entry 'nope'" in proc.stdout
+        assert not (tmp_path / "reports").exists()
+
+    def test_check_mode_changes_nothing(self, tmp_path, hosts):
+        proc = playbook(self.inventory(tmp_path, hosts, {}), "--check")
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        for host in hosts:
+            assert recap(proc.stdout, host)["changed"] == 0
