@@ -9,8 +9,9 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from airlift import __version__, lab, podman
+from airlift import __version__, bundle, lab, podman
 from airlift.paths import project_root
 
 EXIT_OK = 0
@@ -51,6 +52,34 @@ def cmd_lab_images(args: argparse.Namespace) -> int:
     for image in images:
         print(f"simulator {image.service}: {image.ref}")
     return EXIT_OK
+
+
+def cmd_bundle_keygen(args: argparse.Namespace) -> int:
+    private, public = bundle.keygen(Path(args.out))
+    print(f"private key (keep on the connected side, 0600): {private}")
+    print(f"public key (deliver to the bastion separately): {public}")
+    return EXIT_OK
+
+
+def cmd_bundle_sign(args: argparse.Namespace) -> int:
+    manifest = bundle.sign(Path(args.bundle), Path(args.key))
+    print(f"signed {args.bundle}: {len(manifest['files'])} files")
+    return EXIT_OK
+
+
+def cmd_bundle_verify(args: argparse.Namespace) -> int:
+    result = bundle.verify(Path(args.bundle), Path(args.public_key))
+    if result.ok:
+        files = result.manifest["files"]
+        size = sum(entry["size"] for entry in files)
+        print(f"bundle {args.bundle} is intact: {len(files)} files, {size} bytes, "
+              f"{len(result.manifest['images'])} images, "
+              f"{len(result.manifest['licenses'])} licenses")
+        return EXIT_OK
+    print(f"bundle {args.bundle} is NOT intact ({len(result.problems)} problems):")
+    for problem in result.problems:
+        print(f"  - {problem}")
+    return EXIT_FAILED
 
 
 def run_playbook(playbook: str, inventory: str, extra: Sequence[str] = ()) -> int:
@@ -97,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--force", action="store_true", help="rebuild even if cached")
     images.set_defaults(func=cmd_lab_images)
 
+    bundle_parser = verbs.add_parser("bundle", help="signed bundles that cross the air gap")
+    bundle_verbs = bundle_parser.add_subparsers(dest="bundle_verb", required=True)
+    keygen = bundle_verbs.add_parser("keygen", help="make an Ed25519 signing key pair")
+    keygen.add_argument("--out", required=True, help="directory for the key pair")
+    keygen.set_defaults(func=cmd_bundle_keygen)
+    sign = bundle_verbs.add_parser("sign", help="sign a bundle's manifest")
+    sign.add_argument("bundle")
+    sign.add_argument("--key", required=True, help="Ed25519 private key (PEM)")
+    sign.set_defaults(func=cmd_bundle_sign)
+    verify = bundle_verbs.add_parser("verify", help="verify signature and every file")
+    verify.add_argument("bundle")
+    verify.add_argument("--public-key", required=True, help="Ed25519 public key (PEM)")
+    verify.set_defaults(func=cmd_bundle_verify)
+
     demo = verbs.add_parser("demo", help="build the lab and run the main job on it")
     demo.add_argument("--hosts", type=int, default=3)
     demo.set_defaults(func=cmd_demo)
@@ -108,9 +151,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("CONTAINERS_CONF", str(project_root() / "lab" / "containers.conf"))
     try:
         return args.func(args)
-    except (lab.LabError, podman.PodmanError) as exc:
+    except (lab.LabError, bundle.BundleError) as exc:
         print(f"airlift: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT if isinstance(exc, lab.LabError) else EXIT_FAILED
+        return EXIT_BAD_INPUT
+    except podman.PodmanError as exc:
+        print(f"airlift: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -1,0 +1,143 @@
+"""Bundle manifest, Ed25519 signature, and every way a bundle can be tampered with."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from airlift import bundle
+
+
+@pytest.fixture
+def keys(tmp_path):
+    return bundle.keygen(tmp_path / "keys")
+
+
+@pytest.fixture
+def signed(tmp_path, keys):
+    root = tmp_path / "bundle"
+    (root / "images").mkdir(parents=True)
+    (root / "licenses" / "sim-read").mkdir(parents=True)
+    (root / "images" / "read.tar").write_bytes(os.urandom(3 * bundle.CHUNK + 17))
+    (root / "licenses" / "sim-read" / "read.license").write_text("{}\n")
+    manifest = bundle.build_manifest(
+        root,
+        images=[{"ref": "localhost/airlift-sim/read:1.0", "id": "sha256:abc",
+                 "archive": "images/read.tar"}],
+        licenses=[{"catalog": "sim-read", "path": "licenses/sim-read/read.license",
+                   "expires": "2030-01-01T00:00:00+00:00"}])
+    bundle.write_signed(root, manifest, bundle.load_private_key(keys[0]))
+    return root
+
+
+def rewrite_manifest(root, keys, change):
+    manifest = json.loads((root / bundle.MANIFEST).read_text())
+    change(manifest)
+    bundle.write_signed(root, manifest, bundle.load_private_key(keys[0]))
+
+
+def test_intact_bundle_verifies(signed, keys):
+    result = bundle.verify(signed, keys[1])
+    assert result.ok, result.problems
+    assert result.manifest["schema"] == "airlift.bundle/1"
+    sizes = {f["path"]: f["size"] for f in result.manifest["files"]}
+    assert sizes["images/read.tar"] == 3 * bundle.CHUNK + 17
+
+
+def test_private_key_is_owner_only_and_never_overwritten(keys, tmp_path):
+    assert (keys[0].stat().st_mode & 0o777) == 0o600
+    with pytest.raises(bundle.BundleError, match="exists already"):
+        bundle.keygen(tmp_path / "keys")
+
+
+def test_every_tamper_is_listed_at_once(signed, keys):
+    archive = signed / "images" / "read.tar"
+    data = bytearray(archive.read_bytes())
+    data[100] ^= 0xFF
+    archive.write_bytes(bytes(data))                                  # same size, new hash
+    (signed / "licenses" / "sim-read" / "read.license").unlink()       # missing
+    (signed / "images" / "extra.tar").write_bytes(b"x")               # unlisted
+    problems = bundle.verify(signed, keys[1]).problems
+    assert "sha256 mismatch: images/read.tar" in problems
+    assert "missing file: licenses/sim-read/read.license" in problems
+    assert "unlisted extra file: images/extra.tar" in problems
+    assert len(problems) == 3
+
+
+def test_truncated_file_is_a_size_mismatch(signed, keys):
+    archive = signed / "images" / "read.tar"
+    with archive.open("r+b") as handle:
+        handle.truncate(1000)
+    problems = bundle.verify(signed, keys[1]).problems
+    assert problems == [f"size mismatch: images/read.tar is 1000 bytes, manifest says "
+                        f"{3 * bundle.CHUNK + 17}"]
+
+
+def test_edited_manifest_or_other_key_is_a_bad_signature(signed, keys, tmp_path):
+    text = (signed / bundle.MANIFEST).read_text().replace("2030-01-01", "2099-01-01")
+    (signed / bundle.MANIFEST).write_text(text)
+    assert any("bad signature" in p for p in bundle.verify(signed, keys[1]).problems)
+    other = bundle.keygen(tmp_path / "other")
+    rewrite_manifest(signed, (other[0], other[1]), lambda m: None)
+    assert any("bad signature" in p for p in bundle.verify(signed, keys[1]).problems)
+
+
+def test_missing_signature_is_refused(signed, keys):
+    (signed / bundle.SIGNATURE).unlink()
+    assert any("missing signature" in p for p in bundle.verify(signed, keys[1]).problems)
+
+
+def test_signed_paths_that_escape_are_refused(signed, keys, tmp_path):
+    (tmp_path / "outside").write_text("secret")
+    rewrite_manifest(signed, keys, lambda m: m["files"].extend([
+        {"path": "../outside", "size": 6, "sha256": "0"},
+        {"path": "/etc/passwd", "size": 1, "sha256": "0"}]))
+    problems = bundle.verify(signed, keys[1]).problems
+    assert "path escapes the bundle: '../outside'" in problems
+    assert "path escapes the bundle: '/etc/passwd'" in problems
+
+
+def test_symlink_out_of_the_bundle_is_refused(signed, keys, tmp_path):
+    (tmp_path / "outside").write_text("secret")
+    (signed / "images" / "link.tar").symlink_to(tmp_path / "outside")
+    rewrite_manifest(signed, keys, lambda m: m["files"].append(
+        {"path": "images/link.tar", "size": 6, "sha256": bundle.sha256_file(tmp_path /
+                                                                              "outside")}))
+    problems = bundle.verify(signed, keys[1]).problems
+    assert "path escapes the bundle through a link: images/link.tar" in problems
+
+
+def test_manifest_must_reference_listed_files(tmp_path):
+    (tmp_path / "a").write_text("a")
+    with pytest.raises(bundle.BundleError, match="not in"):
+        bundle.build_manifest(tmp_path, [{"archive": "images/none.tar"}], [])
+
+
+def test_sign_refuses_a_bundle_that_no_longer_matches(signed, keys):
+    (signed / "images" / "read.tar").write_bytes(b"changed")
+    with pytest.raises(bundle.BundleError, match="size mismatch"):
+        bundle.sign(signed, keys[0])
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "airlift.cli", "bundle", *args],
+                          capture_output=True, text=True, check=False)
+
+
+def test_cli_keygen_sign_verify(tmp_path, signed, keys):
+    out = tmp_path / "k2"
+    assert cli("keygen", "--out", str(out)).returncode == 0
+    assert cli("sign", str(signed), "--key", str(out / "bundle-signing.key")).returncode == 0
+    ok = cli("verify", str(signed), "--public-key", str(out / "bundle-signing.pub"))
+    assert ok.returncode == 0, ok.stderr
+    assert "intact" in ok.stdout
+    (signed / "images" / "read.tar").write_bytes(b"x")
+    (signed / "stray").write_text("x")
+    bad = cli("verify", str(signed), "--public-key", str(out / "bundle-signing.pub"))
+    assert bad.returncode == 1
+    assert "size mismatch: images/read.tar" in bad.stdout
+    assert "unlisted extra file: stray" in bad.stdout
