@@ -100,8 +100,14 @@ def safe_relative(path: str) -> PurePosixPath | None:
 
 
 def build_manifest(root: Path, images: Iterable[dict[str, Any]],
-                   licenses: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Describe every file under root (except the manifest and its signature)."""
+                   licenses: Iterable[dict[str, Any]],
+                   known_hashes: dict[str, str] | None = None) -> dict[str, Any]:
+    """Describe every file under root (except the manifest and its signature).
+
+    Image and license entries get their file's size and sha256 copied in, so a host
+    needs only its own entries. known_hashes lets an unchanged file skip re-hashing.
+    """
+    known_hashes = known_hashes or {}
     files = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
         relative = path.relative_to(root).as_posix()
@@ -110,13 +116,15 @@ def build_manifest(root: Path, images: Iterable[dict[str, Any]],
         if path.is_symlink():
             raise BundleError(f"{relative} is a symbolic link: bundles hold regular files only")
         files.append({"path": relative, "size": path.stat().st_size,
-                      "sha256": sha256_file(path)})
-    listed = {entry["path"] for entry in files}
-    images, licenses = list(images), list(licenses)
+                      "sha256": known_hashes.get(relative) or sha256_file(path)})
+    listed = {entry["path"]: entry for entry in files}
+    images = [dict(item) for item in images]
+    licenses = [dict(item) for item in licenses]
     for item in [*images, *licenses]:
         key = item.get("archive") or item.get("path")
         if key not in listed:
             raise BundleError(f"{key} is referenced by the manifest but not in {root}")
+        item.update(size=listed[key]["size"], sha256=listed[key]["sha256"])
     return {
         "schema": SCHEMA,
         "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),

@@ -1,0 +1,104 @@
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Seal (manifest + signature) or verify a bundle on the controller, with airlift's code."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: airlift_bundle
+short_description: Seal or verify an airlift bundle on the controller
+description:
+  - C(state=sealed) writes manifest.json for the bundle directory (every file with size
+    and sha256, the given images and licenses) and signs it with Ed25519; unchanged
+    content leaves the manifest alone (C(changed=false)). Files the plan no longer
+    references are removed from the bundle directory (connected side only).
+  - C(state=verified) checks signature, schema and every file and fails listing every
+    problem. Runs on the controller only; check mode verifies as usual and seals nothing.
+  - The same code backs C(airlift bundle sign) and C(airlift bundle verify).
+options:
+  path:
+    description: The bundle directory.
+    type: path
+    required: true
+  state:
+    description: What to do.
+    type: str
+    choices: [sealed, verified]
+    default: verified
+  key:
+    description: Ed25519 private key (sealed) or public key (verified), PEM.
+    type: path
+    required: true
+  images:
+    description: Image entries (ref, id, digest, catalog, archive) for sealing.
+    type: list
+    elements: dict
+    default: []
+  licenses:
+    description: License entries (catalog, image, image_id, path, expires) for sealing.
+    type: list
+    elements: dict
+    default: []
+author:
+  - airlift developers
+"""
+
+EXAMPLES = r"""
+- name: Verify the bundle before any host is touched
+  airlift_bundle:
+    path: /media/transfer/bundle
+    key: /etc/airlift/bundle-signing.pub
+  delegate_to: localhost
+  run_once: true
+"""
+
+RETURN = r"""
+manifest:
+  description: The bundle's manifest.
+  returned: success
+  type: dict
+problems:
+  description: Every problem found (verified).
+  returned: always
+  type: list
+"""
+
+from pathlib import Path
+from typing import Any
+
+from ansible.plugins.action import ActionBase
+
+from airlift import bundle, stage
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None,
+            ) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        _, args = self.validate_argument_spec(argument_spec={
+            "path": {"type": "path", "required": True},
+            "state": {"type": "str", "choices": ["sealed", "verified"], "default": "verified"},
+            "key": {"type": "path", "required": True},
+            "images": {"type": "list", "elements": "dict", "default": []},
+            "licenses": {"type": "list", "elements": "dict", "default": []},
+        })
+        root, key = Path(args["path"]), Path(args["key"])
+        try:
+            if args["state"] == "sealed":
+                if self._task.check_mode:
+                    return {**result, "changed": True, "problems": [],
+                            "msg": "would seal the bundle"}
+                changed, manifest = stage.seal(root, args["images"], args["licenses"], key)
+                return {**result, "changed": changed, "manifest": manifest, "problems": []}
+            checked = bundle.verify(root, key)
+        except (bundle.BundleError, OSError) as exc:
+            return {**result, "failed": True, "msg": str(exc), "problems": [str(exc)]}
+        if not checked.ok:
+            return {**result, "failed": True, "problems": checked.problems,
+                    "msg": f"bundle {root} refused, {len(checked.problems)} problem(s): "
+                           + "; ".join(checked.problems)}
+        return {**result, "changed": False, "manifest": checked.manifest, "problems": []}

@@ -1,0 +1,70 @@
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Move only the image archives a host lacks, each once, then load them on the host.
+
+With C(bundle_dir) set, this action asks the host which image IDs it has (the module's
+C(state=query), no hashing anywhere), transfers each missing archive from the verified
+bundle to a temporary name on the host, and has the module verify, rename and load it.
+A converged host costs one module call and moves no bytes. Without C(bundle_dir) the
+arguments go to the airlift_image module unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+MODULE = "airlift_image"
+SYNC_ARGS = ("bundle_dir", "images", "engine", "staging_dir", "keep_archive", "state_file")
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = True
+
+    def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None,
+            ) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        args = dict(self._task.args)
+        if "bundle_dir" not in args:
+            result.update(self._execute_module(MODULE, module_args=args, task_vars=task_vars))
+            return result
+        unknown = sorted(set(args) - set(SYNC_ARGS))
+        if unknown:
+            raise AnsibleActionFail(f"unsupported option(s) with bundle_dir: {unknown}")
+        bundle_dir = args.pop("bundle_dir")
+        common = {key: args[key] for key in ("engine", "staging_dir", "state_file")
+                  if key in args}
+        images = args.get("images") or []
+        probe = self._execute_module(MODULE, task_vars=task_vars, module_args={
+            **common, "state": "query", "images": [
+                {"id": image["id"], "ref": image["ref"]} for image in images]})
+        if probe.get("failed"):
+            return {**result, **probe}
+        staging = args.get("staging_dir", "/var/lib/airlift/staging")
+        by_id = {image["id"]: image for image in images}
+        missing = [by_id[item["id"]] for item in probe["missing"]]
+        result.update(changed=bool(probe.get("changed")), present=probe["present"],
+                      discarded=probe["discarded"], transferred_bytes=0, loaded=[],
+                      would_transfer=[])
+        for image in missing:
+            if self._task.check_mode:
+                result["would_transfer"].append({"ref": image["ref"], "size": image["size"]})
+                result["changed"] = True
+                continue
+            source = os.path.join(bundle_dir, image["archive"])
+            temporary = f"{staging}/.{image['sha256']}.tar.partial"
+            self._connection.put_file(source, temporary)
+            result["transferred_bytes"] += image["size"]
+            loaded = self._execute_module(MODULE, task_vars=task_vars, module_args={
+                **common, "state": "loaded", "src": temporary,
+                "keep_archive": args.get("keep_archive", False),
+                "image": {key: image[key] for key in ("id", "ref", "sha256", "size")}})
+            if loaded.get("failed"):
+                return {**result, **loaded, "msg": f"{image['ref']}: {loaded.get('msg')}"}
+            result["loaded"].append(image["ref"])
+            result["changed"] = True
+        self._remove_tmp_path(self._connection._shell.tmpdir)
+        return result

@@ -1,0 +1,81 @@
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Save a local image into the bundle, once per image ID (connected side)."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: airlift_stage_image
+short_description: Save a container image into an airlift bundle directory
+description:
+  - Saves the image as images/<catalog>-<id12>.tar (written under a temporary name and
+    renamed), unless an archive of that image ID is already there. Returns the image's
+    reference, ID and digest for the manifest. Runs on the controller only.
+options:
+  ref:
+    description: Image reference present in the local engine.
+    type: str
+    required: true
+  catalog:
+    description: Catalog key the image serves (names the archive).
+    type: str
+    required: true
+  bundle_dir:
+    description: The bundle directory.
+    type: path
+    required: true
+  format:
+    description: Archive format for podman save; both keep the image ID.
+    type: str
+    choices: [docker-archive, oci-archive]
+    default: docker-archive
+author:
+  - airlift developers
+"""
+
+EXAMPLES = r"""
+- name: Save the sentiment image into the bundle
+  airlift_stage_image:
+    ref: mcr.microsoft.com/azure-cognitive-services/textanalytics/sentiment:latest
+    catalog: sentiment
+    bundle_dir: bundles/current
+"""
+
+RETURN = r"""
+image:
+  description: ref, id, digest, catalog, archive and format of the saved image.
+  returned: success
+  type: dict
+"""
+
+from pathlib import Path
+from typing import Any
+
+from ansible.plugins.action import ActionBase
+
+from airlift import stage
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None,
+            ) -> dict[str, Any]:
+        result = super().run(tmp, task_vars)
+        _, args = self.validate_argument_spec(argument_spec={
+            "ref": {"type": "str", "required": True},
+            "catalog": {"type": "str", "required": True},
+            "bundle_dir": {"type": "path", "required": True},
+            "format": {"type": "str", "choices": ["docker-archive", "oci-archive"],
+                       "default": "docker-archive"},
+        })
+        if self._task.check_mode:
+            return {**result, "changed": True, "image": {"ref": args["ref"]}}
+        try:
+            changed, image = stage.save_image(args["ref"], Path(args["bundle_dir"]),
+                                              args["catalog"], args["format"])
+        except RuntimeError as exc:
+            return {**result, "failed": True, "msg": str(exc)}
+        return {**result, "changed": changed, "image": image}

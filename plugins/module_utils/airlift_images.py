@@ -1,0 +1,89 @@
+# -*- coding: utf-8 -*-
+# Apache-2.0
+"""Host-side image logic shared by the airlift_image module and its tests.
+
+The engine is asked which image IDs it has (cheap: no hashing). An archive that was
+transferred is verified (size, then sha256 in one read) before it is renamed to its
+final name and loaded; a leftover temporary file is never loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+
+PARTIAL_SUFFIX = ".partial"
+CHUNK = 1 << 20
+
+
+def short_id(image_id: str) -> str:
+    return image_id.split(":", 1)[-1]
+
+
+def present_ids(engine: str, wanted: list[str]) -> set[str]:
+    """Which of the wanted image IDs the engine has (one inspect call)."""
+    if not wanted:
+        return set()
+    proc = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", *wanted],
+                          capture_output=True, text=True, check=False)
+    # inspect prints the IDs it found and fails for the rest: keep what it printed.
+    found = {short_id(line.strip()) for line in proc.stdout.splitlines() if line.strip()}
+    return {image_id for image_id in wanted if short_id(image_id) in found}
+
+
+def stale_partials(staging_dir: str) -> list[str]:
+    if not os.path.isdir(staging_dir):
+        return []
+    return sorted(os.path.join(staging_dir, name) for name in os.listdir(staging_dir)
+                  if name.endswith(PARTIAL_SUFFIX))
+
+
+def verify_archive(path: str, size: int, sha256: str) -> str | None:
+    """None when the file has this size and hash, else why not (size first: no read)."""
+    actual = os.path.getsize(path)
+    if actual != size:
+        return f"size {actual} != expected {size} (incomplete transfer?)"
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while True:
+            chunk = handle.read(CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+    if digest.hexdigest() != sha256:
+        return "sha256 does not match the manifest"
+    return None
+
+
+def load_archive(engine: str, path: str) -> str:
+    proc = subprocess.run([engine, "load", "--input", path], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{engine} load failed: {(proc.stderr or proc.stdout).strip()}")
+    return proc.stdout.strip()
+
+
+def tag(engine: str, image_id: str, ref: str) -> None:
+    subprocess.run([engine, "tag", short_id(image_id), ref], capture_output=True, check=True)
+
+
+def read_state(path: str) -> dict:
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return {}
+
+
+def write_state(path: str, state: dict) -> None:
+    """Atomic replace: the state file is complete or the previous one."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    partial = path + PARTIAL_SUFFIX
+    with open(partial, "w") as handle:
+        json.dump(state, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)

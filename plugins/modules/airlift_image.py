@@ -1,0 +1,182 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Apache-2.0
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: airlift_image
+short_description: Load container images from verified archives, with a truthful changed
+description:
+  - C(state=query) asks the engine which of the given image IDs it has (no hashing) and
+    discards temporary files left by an interrupted transfer.
+  - C(state=loaded) takes an archive already on the host (C(src)), checks its size and
+    sha256 in one read, renames it to its final name, loads it, checks that the engine
+    now has the manifest's image ID, tags it, and removes the archive unless
+    C(keep_archive). When the image ID is present already, nothing is read or loaded.
+  - The airlift_image action plugin (same name) transfers archives from the bundle and
+    calls this module; the module can also be used alone for archives carried to a host.
+  - Records loaded images in a state file on the host.
+version_added: "0.1.0"
+options:
+  state:
+    description: C(query) reports what is present; C(loaded) makes one image present.
+    type: str
+    choices: [query, loaded]
+    default: loaded
+  engine:
+    description: Container engine.
+    type: str
+    choices: [podman, docker]
+    default: podman
+  images:
+    description: Images to ask about (C(state=query)); each has C(id) and C(ref).
+    type: list
+    elements: dict
+    default: []
+  image:
+    description: The image to load (C(state=loaded)) - C(id), C(ref), C(sha256), C(size).
+    type: dict
+  src:
+    description: Path of the archive on the host (C(state=loaded)).
+    type: path
+  staging_dir:
+    description: Where archives are kept while they are verified and loaded.
+    type: path
+    default: /var/lib/airlift/staging
+  keep_archive:
+    description: Keep the archive after a successful load.
+    type: bool
+    default: false
+  state_file:
+    description: JSON file recording the images airlift loaded.
+    type: path
+    default: /var/lib/airlift/state/images.json
+author:
+  - airlift developers
+"""
+
+EXAMPLES = r"""
+- name: Load an archive carried to the host by hand
+  airlift_image:
+    src: /media/usb/sentiment.tar
+    keep_archive: true
+    image:
+      ref: mcr.microsoft.com/azure-cognitive-services/textanalytics/sentiment:latest
+      id: sha256:0f143e5d321b371aea333360db3697a2d8e1d4eb72cff1a127c1ec9d13f7d7cc
+      sha256: 5d9c0a3f2e1b4c6d8e7f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d
+      size: 112611840
+"""
+
+RETURN = r"""
+present:
+  description: Image IDs the engine has (query).
+  returned: state=query
+  type: list
+missing:
+  description: Images the engine lacks (query).
+  returned: state=query
+  type: list
+discarded:
+  description: Temporary files of interrupted transfers that were removed (query).
+  returned: state=query
+  type: list
+loaded:
+  description: Whether an archive was loaded by this call.
+  returned: state=loaded
+  type: bool
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.airlift_images import (
+    PARTIAL_SUFFIX,
+    load_archive,
+    present_ids,
+    read_state,
+    short_id,
+    stale_partials,
+    tag,
+    verify_archive,
+    write_state,
+)
+
+
+def query(module: AnsibleModule) -> None:
+    params = module.params
+    images = params["images"]
+    present = present_ids(params["engine"], [image["id"] for image in images])
+    discarded = stale_partials(params["staging_dir"])
+    if not module.check_mode:
+        for path in discarded:
+            os.unlink(path)
+        os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
+    module.exit_json(changed=bool(discarded) and not module.check_mode,
+                     present=sorted(present), discarded=discarded,
+                     missing=[image for image in images if image["id"] not in present])
+
+
+def loaded(module: AnsibleModule) -> None:
+    params = module.params
+    image, src, engine = params["image"], params["src"], params["engine"]
+    for key in ("id", "ref", "sha256", "size"):
+        if key not in (image or {}):
+            module.fail_json(msg=f"image needs {key}: give id, ref, sha256 and size")
+    if present_ids(engine, [image["id"]]):
+        if src and src.endswith(PARTIAL_SUFFIX) and os.path.exists(src):
+            os.unlink(src)
+        module.exit_json(changed=False, loaded=False, msg="image already present")
+    if module.check_mode:
+        module.exit_json(changed=True, loaded=False, msg="would load the archive")
+    if not src or not os.path.exists(src):
+        module.fail_json(msg=f"archive {src} not found on the host")
+    problem = verify_archive(src, int(image["size"]), image["sha256"])
+    if problem:
+        if src.endswith(PARTIAL_SUFFIX):
+            os.unlink(src)
+        module.fail_json(msg=f"refusing to load {src}: {problem}")
+    final = os.path.join(params["staging_dir"], f"{image['sha256']}.tar")
+    os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
+    if src != final:
+        os.replace(src, final)
+    try:
+        output = load_archive(engine, final)
+    except RuntimeError as exc:
+        module.fail_json(msg=str(exc))
+    if not present_ids(engine, [image["id"]]):
+        module.fail_json(msg=f"after loading, {engine} has no image {image['id']}: the "
+                             f"archive holds another image ({output})")
+    tag(engine, image["id"], image["ref"])
+    if not params["keep_archive"]:
+        os.unlink(final)
+    state = read_state(params["state_file"])
+    state.setdefault("images", {})[image["ref"]] = {
+        "id": image["id"], "sha256": image["sha256"], "loaded_at": int(time.time())}
+    write_state(params["state_file"], state)
+    module.exit_json(changed=True, loaded=True, id=short_id(image["id"]), msg=output)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "state": {"type": "str", "choices": ["query", "loaded"], "default": "loaded"},
+            "engine": {"type": "str", "choices": ["podman", "docker"], "default": "podman"},
+            "images": {"type": "list", "elements": "dict", "default": []},
+            "image": {"type": "dict"},
+            "src": {"type": "path"},
+            "staging_dir": {"type": "path", "default": "/var/lib/airlift/staging"},
+            "keep_archive": {"type": "bool", "default": False},
+            "state_file": {"type": "path", "default": "/var/lib/airlift/state/images.json"},
+        },
+        required_if=[("state", "loaded", ("image",))],
+        supports_check_mode=True,
+    )
+    if module.params["state"] == "query":
+        query(module)
+    loaded(module)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Connected side: decide what to stage, save images into the bundle, seal it.
+
+Staging is incremental: an archive named after its image ID is saved once; the manifest
+is rewritten (and re-signed) only when the bundle's content changed, reusing the hashes
+of files that did not change since the previous manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from airlift import bundle
+from airlift.catalog import merge
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def plan(hosts: Iterable[str], hostvars: Mapping[str, Any],
+         builtin: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One entry per catalog key used by any of the hosts: what the bundle must carry.
+
+    Each host's catalog is the built-in one merged with that host's overrides (role
+    defaults are not in other hosts' hostvars, so the merge is done here).
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    for host in hosts:
+        host_vars = hostvars[host]
+        catalog = merge(dict(builtin), host_vars.get("airlift_catalog_overrides") or {})
+        for service in host_vars.get("airlift_services") or []:
+            key = service.get("catalog")
+            if key not in catalog:
+                raise ValueError(f"{host}: service {service.get('name')!r} names unknown "
+                                 f"catalog entry {key!r}")
+            entry = catalog[key]
+            entries.setdefault(key, {"catalog": key, "image": entry["image"],
+                                     "mount_owner": entry.get("mount_owner"),
+                                     "hosts": []})["hosts"].append(host)
+    return [entries[key] for key in sorted(entries)]
+
+
+def podman(*args: str) -> str:
+    proc = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"podman {' '.join(args[:2])} failed: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def image_identity(ref: str) -> dict[str, str]:
+    image_id, digest = podman("image", "inspect", "--format", "{{.Id}} {{.Digest}}",
+                              ref).split()
+    return {"ref": ref, "id": f"sha256:{image_id}", "digest": digest}
+
+
+def save_image(ref: str, bundle_dir: Path, catalog: str,
+               archive_format: str = "docker-archive") -> tuple[bool, dict[str, Any]]:
+    """Save `ref` as images/<catalog>-<id12>.tar unless that archive exists already."""
+    identity = image_identity(ref)
+    short = identity["id"].split(":", 1)[1][:12]
+    relative = f"images/{_UNSAFE.sub('_', catalog)}-{short}.tar"
+    target = bundle_dir / relative
+    changed = False
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        partial.unlink(missing_ok=True)
+        podman("save", "--quiet", "--format", archive_format, "--output", str(partial), ref)
+        os.replace(partial, target)
+        changed = True
+    return changed, {**identity, "catalog": catalog, "archive": relative,
+                     "format": archive_format}
+
+
+def license_expiry(path: Path, fallback: str | None) -> str | None:
+    """The expiry written in the license when it is readable JSON, else the fallback."""
+    try:
+        return json.loads(path.read_text()).get("expires") or fallback
+    except (OSError, ValueError, AttributeError):
+        return fallback
+
+
+def prune(bundle_dir: Path, keep: set[str]) -> list[str]:
+    """Remove staged files the current plan no longer references (connected side only)."""
+    removed = []
+    for top in ("images", "licenses"):
+        for path in sorted((bundle_dir / top).rglob("*")) if (bundle_dir / top).exists() else []:
+            relative = path.relative_to(bundle_dir).as_posix()
+            if path.is_file() and relative not in keep and not any(
+                    k.startswith(relative + "/") for k in keep):
+                path.unlink()
+                removed.append(relative)
+    for top in ("images", "licenses"):
+        for path in sorted((bundle_dir / top).rglob("*"), reverse=True) if (
+                bundle_dir / top).exists() else []:
+            if path.is_dir() and not any(path.iterdir()):
+                shutil.rmtree(path)
+    return removed
+
+
+def _previous(bundle_dir: Path) -> tuple[dict[str, Any] | None, float]:
+    try:
+        path = bundle_dir / bundle.MANIFEST
+        return json.loads(path.read_text()), path.stat().st_mtime
+    except (OSError, ValueError):
+        return None, 0.0
+
+
+def seal(bundle_dir: Path, images: list[dict[str, Any]], licenses: list[dict[str, Any]],
+         key_path: Path) -> tuple[bool, dict[str, Any]]:
+    """Write and sign the manifest when the content changed; returns (changed, manifest)."""
+    keep = {image["archive"] for image in images} | {lic["path"] for lic in licenses}
+    prune(bundle_dir, keep)
+    previous, sealed_at = _previous(bundle_dir)
+    known = {}
+    if previous:
+        for entry in previous.get("files", []):
+            path = bundle_dir / entry["path"]
+            # Unchanged since the last seal: reuse its hash instead of reading GBs again.
+            if (path.is_file() and path.stat().st_size == entry["size"]
+                    and path.stat().st_mtime <= sealed_at):
+                known[entry["path"]] = entry["sha256"]
+    manifest = bundle.build_manifest(bundle_dir, images, licenses, known_hashes=known)
+    if previous and all(previous.get(k) == manifest[k] for k in ("files", "images",
+                                                                  "licenses")):
+        if (bundle_dir / bundle.SIGNATURE).exists():
+            return False, previous
+    bundle.write_signed(bundle_dir, manifest, bundle.load_private_key(key_path))
+    return True, manifest
