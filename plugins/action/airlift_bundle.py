@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Apache-2.0
 """Seal (manifest + signature) or verify a bundle on the controller, with airlift's code."""
 

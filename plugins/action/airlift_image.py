@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Apache-2.0
 """Move only the image archives a host lacks, each once, then load them on the host.
 

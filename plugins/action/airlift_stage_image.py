@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Apache-2.0
 """Save a local image into the bundle, once per image ID (connected side)."""
 

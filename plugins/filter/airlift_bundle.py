@@ -1,9 +1,9 @@
-# -*- coding: utf-8 -*-
 # Apache-2.0
 """Filters that plan a bundle and pick each host's share of it (logic in src/airlift)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,13 @@ def host_share(manifest: dict[str, Any], services: list[dict[str, Any]],
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def license_payload(licenses: list[dict[str, Any]], bundle_dir: str) -> list[dict[str, Any]]:
+    """The airlift_license module's input: each license file's content, base64."""
+    return [{"service": lic["service"], "name": Path(lic["path"]).name,
+             "content": base64.b64encode((Path(bundle_dir) / lic["path"]).read_bytes()).decode(),
+             "sha256": lic["sha256"], "owner": lic.get("owner")} for lic in licenses]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -66,4 +73,5 @@ class FilterModule:
             "airlift_stage_licenses": stage_licenses,
             "airlift_stage_uncredentialed": stage_uncredentialed,
             "airlift_host_share": host_share,
+            "airlift_license_payload": license_payload,
         }

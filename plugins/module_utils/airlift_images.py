@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Apache-2.0
 """Host-side image logic shared by the airlift_image module and its tests.
 

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Apache-2.0
 from __future__ import annotations
 
@@ -90,7 +89,6 @@ loaded:
 import os
 import time
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.airlift_images import (
     PARTIAL_SUFFIX,
     load_archive,
@@ -102,6 +100,7 @@ from ansible.module_utils.airlift_images import (
     verify_archive,
     write_state,
 )
+from ansible.module_utils.basic import AnsibleModule
 
 
 def query(module: AnsibleModule) -> None:

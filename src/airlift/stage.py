@@ -126,9 +126,9 @@ def seal(bundle_dir: Path, images: list[dict[str, Any]], licenses: list[dict[str
                     and path.stat().st_mtime <= sealed_at):
                 known[entry["path"]] = entry["sha256"]
     manifest = bundle.build_manifest(bundle_dir, images, licenses, known_hashes=known)
-    if previous and all(previous.get(k) == manifest[k] for k in ("files", "images",
-                                                                  "licenses")):
-        if (bundle_dir / bundle.SIGNATURE).exists():
-            return False, previous
+    unchanged = previous and all(previous.get(key) == manifest[key]
+                                 for key in ("files", "images", "licenses"))
+    if unchanged and (bundle_dir / bundle.SIGNATURE).exists():
+        return False, previous
     bundle.write_signed(bundle_dir, manifest, bundle.load_private_key(key_path))
     return True, manifest

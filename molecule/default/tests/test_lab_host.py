@@ -41,3 +41,25 @@ def test_preflight_report_lists_every_host():
         assert entry["status"] == "PASS"
         statuses = {item["id"]: item["status"] for item in entry["results"]}
         assert statuses["host.cpu_clock"] in {"WAIVED", "PASS"}
+
+
+def test_images_of_the_bundle_are_loaded(host):
+    # JSON, not a Go template: testinfra's ansible backend would template "{{ }}".
+    images = [name for image in json.loads(host.check_output("podman images --format json"))
+              for name in image.get("Names", [])]
+    assert "localhost/airlift-sim/sentiment:1.0" in images
+    assert "localhost/airlift-sim/read:1.0" in images
+    assert host.file("/var/lib/airlift/staging").exists
+    assert host.run("ls -A /var/lib/airlift/staging").stdout.strip() == ""
+
+
+def test_licenses_are_root_only(host):
+    licenses = host.file("/var/lib/airlift/licenses")
+    assert licenses.user == "root" and licenses.mode == 0o711
+    for service in ("sentiment", "read"):
+        directory = host.file(f"/var/lib/airlift/licenses/{service}")
+        assert directory.mode == 0o700
+        license_file = host.file(f"/var/lib/airlift/licenses/{service}/{service}.license")
+        assert license_file.mode == 0o600 and license_file.user == "root"
+    state = json.loads(host.file("/var/lib/airlift/state/licenses.json").content_string)
+    assert set(state["licenses"]) == {"sentiment", "read"}

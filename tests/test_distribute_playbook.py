@@ -1,0 +1,191 @@
+"""stage.yml and distribute.yml run for real against the lab fleet."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from airlift import lab, podman
+
+pytestmark = pytest.mark.lab
+API_KEY = "lab-secret-api-key-do-not-print"
+SENTIMENT = "localhost/airlift-sim/sentiment:1.0"
+
+
+def run(playbook: str, *args: str, json_output: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    if json_output:
+        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+    return subprocess.run(["ansible-playbook", "-i", "inventories/lab", playbook, *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+
+
+def task_results(proc: subprocess.CompletedProcess, task_name: str) -> dict[str, dict]:
+    data = json.loads(proc.stdout)
+    for play in data["plays"]:
+        for task in play["tasks"]:
+            if task["task"]["name"].endswith(task_name):
+                return task["hosts"]
+    raise AssertionError(f"task {task_name!r} did not run")
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    lab.up(2)
+    hosts = lab.host_names(2)
+    proc = run("playbooks/stage.yml")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return hosts
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(fleet):
+    return ROOT / "bundles" / "lab"
+
+
+def limit(hosts):
+    return ["--limit", ",".join(hosts)]
+
+
+def forget_image(host: str, ref: str = SENTIMENT) -> None:
+    podman.run(["exec", host, "podman", "rmi", "--force", ref], check=False)
+
+
+def test_second_run_moves_nothing_and_changes_nothing(fleet):
+    forget_image(fleet[1])
+    first = run("playbooks/distribute.yml", *limit(fleet), json_output=True)
+    assert first.returncode == 0, first.stdout[-3000:]
+    moved = task_results(first, "Transfer and load only the images this host lacks")
+    assert moved[fleet[1]]["loaded"] == [SENTIMENT]
+    assert moved[fleet[1]]["transferred_bytes"] > 100_000_000
+
+    second = run("playbooks/distribute.yml", *limit(fleet), json_output=True)
+    assert second.returncode == 0
+    stats = json.loads(second.stdout)["stats"]
+    assert all(stats[host]["changed"] == 0 for host in fleet), stats
+    again = task_results(second, "Transfer and load only the images this host lacks")
+    for host in fleet:
+        assert again[host]["transferred_bytes"] == 0
+        assert again[host]["loaded"] == []
+
+
+def test_host_state_licenses_root_only_and_recorded(fleet):
+    run("playbooks/distribute.yml", *limit(fleet))
+    host = fleet[0]
+    listing = podman.run(["exec", host, "stat", "-c", "%a %U %n", "/var/lib/airlift/licenses",
+                          "/var/lib/airlift/licenses/sentiment",
+                          "/var/lib/airlift/licenses/sentiment/sentiment.license"]).stdout
+    assert listing.split("\n")[:3] == [
+        "711 root /var/lib/airlift/licenses", "700 root /var/lib/airlift/licenses/sentiment",
+        "600 root /var/lib/airlift/licenses/sentiment/sentiment.license"]
+    state = json.loads(podman.run(["exec", host, "cat",
+                                   "/var/lib/airlift/state/images.json"]).stdout)
+    assert SENTIMENT in state["images"]
+
+
+def test_interrupted_transfer_is_discarded_never_loaded_and_rerun_converges(fleet,
+                                                                            bundle_dir):
+    host = fleet[1]
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    image = next(i for i in manifest["images"] if i["ref"] == SENTIMENT)
+    forget_image(host)
+    partial = f"/var/lib/airlift/staging/.{image['sha256']}.tar.partial"
+    with (bundle_dir / image["archive"]).open("rb") as handle:
+        podman.run(["exec", "-i", host, "sh", "-c", f"head -c 5000000 > {partial}"],
+                   stdin=handle)
+    # The module refuses the half file outright...
+    refused = subprocess.run(
+        ["ansible", host, "-i", "inventories/lab", "-m", "airlift_image", "-a",
+         json.dumps({"src": partial, "image": {k: image[k] for k in ("id", "ref", "sha256",
+                                                                     "size")}})],
+        capture_output=True, text=True, cwd=ROOT, check=False)
+    assert refused.returncode != 0
+    assert "incomplete transfer" in refused.stdout
+    assert podman.run(["exec", host, "podman", "image", "exists", SENTIMENT],
+                      check=False).returncode == 1
+    # ...and a leftover from a killed transfer is discarded by the next run.
+    podman.run(["exec", "-i", host, "sh", "-c", f"head -c 5000000 > {partial}"],
+               stdin=(bundle_dir / image["archive"]).open("rb"))
+    proc = run("playbooks/distribute.yml", *limit(fleet), json_output=True)
+    assert proc.returncode == 0
+    result = task_results(proc, "Transfer and load only the images this host lacks")[host]
+    assert result["discarded"] == [partial]
+    assert result["loaded"] == [SENTIMENT]
+    assert podman.run(["exec", host, "ls", "-A", "/var/lib/airlift/staging"]).stdout == ""
+
+
+def test_check_mode_reports_what_would_move_and_moves_nothing(fleet, bundle_dir):
+    host = fleet[1]
+    forget_image(host)
+    proc = run("playbooks/distribute.yml", "--check", *limit(fleet), json_output=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    result = task_results(proc, "Transfer and load only the images this host lacks")[host]
+    assert [item["ref"] for item in result["would_transfer"]] == [SENTIMENT]
+    assert result["would_transfer"][0]["size"] > 100_000_000
+    assert podman.run(["exec", host, "podman", "image", "exists", SENTIMENT],
+                      check=False).returncode == 1
+    run("playbooks/distribute.yml", *limit(fleet))
+
+
+def tampered_copy(bundle_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy, copy_function=os.link)
+    return copy
+
+
+@pytest.mark.parametrize("tamper", ["license", "extra", "signature"])
+def test_tampered_bundle_is_refused_before_any_host_is_touched(fleet, bundle_dir, tmp_path,
+                                                               tamper):
+    copy = tampered_copy(bundle_dir, tmp_path)
+    if tamper == "license":
+        target = next((copy / "licenses").rglob("*.license"))
+        content = target.read_text().replace("2", "3", 1)
+        target.unlink()  # break the hard link before writing
+        target.write_text(content)
+        expected = "sha256 mismatch"
+    elif tamper == "extra":
+        (copy / "images" / "backdoor.tar").write_bytes(b"x")
+        expected = "unlisted extra file: images/backdoor.tar"
+    else:
+        manifest = (copy / "manifest.json").read_text().replace("2099", "2098")
+        (copy / "manifest.json").unlink()
+        (copy / "manifest.json").write_text(manifest.replace('"size": 1', '"size": 2', 1))
+        expected = "bad signature"
+    proc = run("playbooks/distribute.yml", *limit(fleet), "-e",
+               f"airlift_distribute_bundle_dir={copy}")
+    assert proc.returncode != 0
+    assert expected in proc.stdout
+    assert "Transfer and load only the images" not in proc.stdout
+
+
+def test_unreachable_host_does_not_stop_the_others(fleet, tmp_path):
+    inventory = tmp_path / "inventory.yml"
+    group_vars = yaml.safe_load((ROOT / "inventories/lab/group_vars/all/airlift.yml").read_text())
+    group_vars["ansible_connection"] = "containers.podman.podman"
+    inventory.write_text(yaml.safe_dump({"all": {
+        "vars": group_vars, "hosts": {fleet[0]: {}, "airlift-lab-ghost": {}}}}))
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), "playbooks/distribute.yml",
+                           "-e", f"playbook_dir={ROOT}/playbooks"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert "airlift-lab-ghost" in proc.stdout and "UNREACHABLE" in proc.stdout
+    recap = [line for line in proc.stdout.splitlines() if line.startswith(fleet[0])][-1]
+    assert "failed=0" in recap and "unreachable=0" in recap
+
+
+def test_api_key_never_appears_in_stage_output(fleet):
+    proc = run("playbooks/stage.yml", "-v", "-e", '{"airlift_stage_renew_licenses": true}')
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "Download each service type's license" in proc.stdout
+    assert API_KEY not in proc.stdout + proc.stderr
+    assert not list((ROOT / "bundles" / "lab").rglob("*.previous*"))
+    for path in (ROOT / "bundles" / "lab").rglob("*"):
+        if path.is_file() and path.stat().st_size < 1_000_000:
+            assert API_KEY not in path.read_text(errors="replace"), path
