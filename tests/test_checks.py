@@ -174,3 +174,32 @@ def test_catalog_overrides_merge_recursively():
     assert merged["sentiment"]["cores"] == {"minimum": 2, "recommended": 4}
     assert merged["sentiment"]["image"].endswith("textanalytics/sentiment:latest")
     assert "new" in merged
+
+
+MANIFEST = {
+    "images": [{"ref": CATALOG["sentiment"]["image"], "size": 3 * 1024 * 1024 * 1024}],
+    "licenses": [{"catalog": "sentiment", "expires": "2027-01-31T00:00:00+00:00"}],
+}
+
+
+def test_disk_need_comes_from_the_bundle_when_there_is_one():
+    results = checks.host_checks(facts(disk_free_mb={"/var/lib/containers": 8000}),
+                                 [SENTIMENT], CATALOG, THRESHOLDS, MANIFEST)
+    disk = by_id(results, "host.disk")
+    assert disk["status"] == "FAIL"          # 3 GiB archive + 3 GiB image, x1.5 = 9 GiB
+    assert disk["expected"] == ">= 9.0 GiB"
+
+
+@pytest.mark.parametrize(("today", "status"), [
+    ("2026-11-01", "PASS"), ("2027-01-10", "WARN"), ("2027-02-01", "FAIL")])
+def test_license_expiry_against_the_warning_window(today, status):
+    now = dt.datetime.fromisoformat(today).replace(tzinfo=dt.UTC)
+    result = checks.license_checks([SENTIMENT], CATALOG, MANIFEST, 30, now=now)[0]
+    assert result["status"] == status
+    assert result["observed"] == "expires 2027-01-31"
+
+
+def test_service_without_a_license_in_the_bundle_fails():
+    result = checks.license_checks([{"name": "r", "catalog": "vision-read", "port": 1}],
+                                   CATALOG, MANIFEST, 30)[0]
+    assert result["status"] == "FAIL" and "stage the bundle again" in result["message"]

@@ -189,3 +189,27 @@ def test_api_key_never_appears_in_stage_output(fleet):
     for path in (ROOT / "bundles" / "lab").rglob("*"):
         if path.is_file() and path.stat().st_size < 1_000_000:
             assert API_KEY not in path.read_text(errors="replace"), path
+
+
+def test_too_little_disk_is_refused_before_any_byte_moves(fleet):
+    host = fleet[1]
+    forget_image(host)
+    podman.run(["exec", host, "sh", "-c", "mkdir -p /mnt/tiny && (mountpoint -q /mnt/tiny || "
+                "mount -t tmpfs -o size=20m tmpfs /mnt/tiny)"])
+    try:
+        proc = run("playbooks/distribute.yml", *limit(fleet), "-e",
+                   "airlift_distribute_staging_dir=/mnt/tiny/staging")
+        assert proc.returncode != 0
+        assert "not enough disk on the host" in proc.stdout
+        used = podman.run(["exec", host, "du", "-sb", "/mnt/tiny"]).stdout.split()[0]
+        assert int(used) < 1_000_000
+    finally:
+        podman.run(["exec", host, "umount", "/mnt/tiny"], check=False)
+        run("playbooks/distribute.yml", *limit(fleet))
+
+
+def test_missing_signing_key_is_named_before_any_work(fleet, tmp_path):
+    proc = run("playbooks/stage.yml", "-e", f"airlift_stage_signing_key={tmp_path}/none.key")
+    assert proc.returncode != 0
+    assert f"signing key {tmp_path}/none.key not found: make one with" in proc.stdout
+    assert "Save each image" not in proc.stdout

@@ -45,6 +45,13 @@ class ActionModule(ActionBase):
         staging = args.get("staging_dir", "/var/lib/airlift/staging")
         by_id = {image["id"]: image for image in images}
         missing = [by_id[item["id"]] for item in probe["missing"]]
+        # An archive and its loaded image both land on the host: refuse before moving a byte.
+        needed = 2 * sum(image["size"] for image in missing)
+        if needed > probe.get("free_bytes", needed):
+            return {**result, "failed": True,
+                    "msg": f"not enough disk on the host: {needed >> 20} MiB needed for "
+                           f"{len(missing)} image(s), {probe['free_bytes'] >> 20} MiB free "
+                           f"under {staging}; free space or choose another staging_dir"}
         result.update(changed=bool(probe.get("changed")), present=probe["present"],
                       discarded=probe["discarded"], transferred_bytes=0, loaded=[],
                       would_transfer=[])

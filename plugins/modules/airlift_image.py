@@ -80,6 +80,10 @@ discarded:
   description: Temporary files of interrupted transfers that were removed (query).
   returned: state=query
   type: list
+free_bytes:
+  description: Free space where archives are staged (query).
+  returned: state=query
+  type: int
 loaded:
   description: Whether an archive was loaded by this call.
   returned: state=loaded
@@ -87,6 +91,7 @@ loaded:
 """
 
 import os
+import shutil
 import time
 
 from ansible.module_utils.airlift_images import (
@@ -112,8 +117,12 @@ def query(module: AnsibleModule) -> None:
         for path in discarded:
             os.unlink(path)
         os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
+    staging = params["staging_dir"]
+    while not os.path.exists(staging):
+        staging = os.path.dirname(staging)
     module.exit_json(changed=bool(discarded) and not module.check_mode,
                      present=sorted(present), discarded=discarded,
+                     free_bytes=shutil.disk_usage(staging).free,
                      missing=[image for image in images if image["id"] not in present])
 
 

@@ -71,7 +71,11 @@ def keygen(out_dir: Path, name: str = "bundle-signing") -> tuple[Path, Path]:
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"cannot read the signing key {path}: {exc} (make one with "
+                          "`airlift bundle keygen --out DIR`)") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise BundleError(f"{path} is not an Ed25519 private key (make one with "
                           "`airlift bundle keygen`)")

@@ -40,6 +40,7 @@ HOST_CHECKS = {
     "host.engine": "Container engine installed",
     "host.init": "systemd is init",
     "host.ports": "Service ports free on the host",
+    "host.license": "License in the bundle, not expiring soon",
     "service.cores": "Cores assigned to the service meet its minimum",
     "service.memory": "Memory assigned to the service meets its minimum",
 }
@@ -153,9 +154,52 @@ def service_minimums(service: Mapping[str, Any], entry: Mapping[str, Any]) -> di
     }
 
 
+def bundle_needs(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
+                 manifest: Mapping[str, Any] | None) -> float | None:
+    """MiB the host's images need (archive + loaded image), or None without a bundle."""
+    if not manifest:
+        return None
+    sizes = {image["ref"]: image.get("size", 0) for image in manifest.get("images", [])}
+    refs = {catalog[s["catalog"]]["image"] for s in services}
+    return sum(2 * sizes.get(ref, 0) for ref in refs) / (1 << 20)
+
+
+def license_checks(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
+                   manifest: Mapping[str, Any], warning_days: int,
+                   now: dt.datetime | None = None) -> list[dict]:
+    now = now or dt.datetime.now(dt.UTC)
+    out = []
+    for service in services:
+        key = service["catalog"]
+        expiries = [lic.get("expires") for lic in manifest.get("licenses", [])
+                    if lic.get("catalog") == key]
+        if not expiries:
+            out.append(result("host.license", service["name"], FAIL, f"a license for {key}",
+                              "none in the bundle", "stage the bundle again for this service"))
+            continue
+        expires = min(dt.datetime.fromisoformat(e) for e in expiries if e) if any(
+            expiries) else None
+        if expires is None:
+            out.append(result("host.license", service["name"], WARN, "a known expiry",
+                              "unknown", "set airlift_stage_license_expires when staging"))
+            continue
+        days = (expires - now).days
+        status = FAIL if days < 0 else WARN if days < warning_days else PASS
+        out.append(result("host.license", service["name"], status,
+                          f"valid for >= {warning_days} days", f"expires {expires.date()}",
+                          "expired: renew it on the connected side" if status == FAIL else
+                          "renew it soon on the connected side" if status == WARN else ""))
+    return out
+
+
 def host_checks(facts: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
-                catalog: Mapping[str, Any], thresholds: Mapping[str, Any]) -> list[dict]:
-    """Evaluate gathered facts against the services assigned to the host."""
+                catalog: Mapping[str, Any], thresholds: Mapping[str, Any],
+                manifest: Mapping[str, Any] | None = None) -> list[dict]:
+    """Evaluate gathered facts against the services assigned to the host.
+
+    With a bundle manifest, free disk is checked against what the host's images need
+    and each service's license against its expiry.
+    """
     services = [s for s in services if s.get("catalog") in catalog]
     out = []
     arch = facts.get("architecture")
@@ -206,8 +250,9 @@ def host_checks(facts: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
                       format_mb(have), "" if fits else
                       "the services need more memory than the host has: move a service "
                       "or lower its memory"))
-    need_disk = float(thresholds.get("disk_required_mb", 0)) * float(
-        thresholds.get("disk_headroom", 1.0))
+    bundle_mb = bundle_needs(services, catalog, manifest)
+    need_disk = (float(thresholds.get("disk_required_mb", 0)) if bundle_mb is None
+                 else bundle_mb) * float(thresholds.get("disk_headroom", 1.0))
     for path, free in sorted((facts.get("disk_free_mb") or {}).items()):
         out.append(result("host.disk", path, PASS if free >= need_disk else FAIL,
                           f">= {format_mb(need_disk)}", format_mb(free)))
@@ -233,6 +278,9 @@ def host_checks(facts: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
                           f"port {port} free", f"port {port} in use" if taken else "free",
                           "another program listens on it: choose another port" if taken
                           else ""))
+    if manifest:
+        out.extend(license_checks(services, catalog, manifest,
+                                  int(thresholds.get("license_warning_days", 30))))
     return out
 
 

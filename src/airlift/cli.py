@@ -95,9 +95,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: lab fleet, simulator images, rollout, reports."""
     lab.up(args.hosts)
     lab.ensure_simulator_images()
-    keys = project_root() / "lab" / ".state" / "keys"
-    if not (keys / "bundle-signing.key").exists():
-        cmd_bundle_keygen(argparse.Namespace(out=str(keys)))
     rc = run_playbook("playbooks/stage.yml", "inventories/lab")
     if rc == EXIT_OK:
         rc = run_playbook("site.yml", "inventories/lab")

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from airlift import podman
-from airlift.paths import cache_dir, lab_dir
+from airlift.paths import cache_dir, lab_dir, state_dir
 
 HOST_IMAGE = "localhost/airlift-lab-host"
 SIM_BASE_IMAGE = "localhost/airlift-sim-base"
@@ -322,7 +322,18 @@ def up(count: int = 3) -> list[str]:
     from airlift import labssh
 
     labssh.provision(host_names(count))
+    ensure_signing_key()
     return changed
+
+
+def ensure_signing_key() -> Path:
+    """The lab's bundle signing key pair (lab/.state/keys), made once."""
+    from airlift import bundle
+
+    keys = state_dir() / "keys"
+    if not (keys / "bundle-signing.key").exists():
+        bundle.keygen(keys)
+    return keys / "bundle-signing.key"
 
 
 def down() -> list[str]:
