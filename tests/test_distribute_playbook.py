@@ -9,7 +9,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import ROOT
 
 from airlift import lab, podman
@@ -165,19 +164,35 @@ def test_tampered_bundle_is_refused_before_any_host_is_touched(fleet, bundle_dir
     assert "Transfer and load only the images" not in proc.stdout
 
 
-def test_unreachable_host_does_not_stop_the_others(fleet, tmp_path):
-    inventory = tmp_path / "inventory.yml"
-    group_vars = yaml.safe_load((ROOT / "inventories/lab/group_vars/all/airlift.yml").read_text())
-    group_vars["ansible_connection"] = "containers.podman.podman"
-    inventory.write_text(yaml.safe_dump({"all": {
-        "vars": group_vars, "hosts": {fleet[0]: {}, "airlift-lab-ghost": {}}}}))
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    proc = subprocess.run(["ansible-playbook", "-i", str(inventory), "playbooks/distribute.yml",
-                           "-e", f"playbook_dir={ROOT}/playbooks"],
-                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
-    assert "airlift-lab-ghost" in proc.stdout and "UNREACHABLE" in proc.stdout
-    recap = [line for line in proc.stdout.splitlines() if line.startswith(fleet[0])][-1]
-    assert "failed=0" in recap and "unreachable=0" in recap
+def test_stopped_host_does_not_stop_the_others_and_is_reported(fleet):
+    stopped = fleet[1]
+    forget_image(fleet[0])
+    lab.stop([stopped])
+    try:
+        proc = run("playbooks/distribute.yml", *limit(fleet))
+        assert proc.returncode != 0
+        recaps = {line.split()[0]: line for line in proc.stdout.splitlines()
+                  if line.startswith("airlift-lab-") and " : ok=" in line}
+        assert "unreachable=1" in recaps[stopped]
+        assert "failed=0" in recaps[fleet[0]] and "unreachable=0" in recaps[fleet[0]]
+        assert podman.run(["exec", fleet[0], "podman", "image", "exists", SENTIMENT],
+                          check=False).returncode == 0
+    finally:
+        lab.up(len(fleet))
+
+
+def test_replaced_license_is_kept_aside_not_deleted(fleet):
+    host = fleet[0]
+    path = "/var/lib/airlift/licenses/sentiment/sentiment.license"
+    podman.run(["exec", host, "sh", "-c", f"echo old-license > {path}"])
+    proc = run("playbooks/distribute.yml", *limit(fleet), json_output=True)
+    assert proc.returncode == 0
+    placed = task_results(proc, "Place this host's licenses root-only "
+                                "(only those whose content differs)")[host]
+    assert placed["placed"] == ["sentiment/sentiment.license"]
+    aside = placed["kept_aside"][0]
+    assert podman.run(["exec", host, "cat", aside]).stdout == "old-license\n"
+    assert podman.run(["exec", host, "stat", "-c", "%a", path]).stdout.strip() == "600"
 
 
 def test_api_key_never_appears_in_stage_output(fleet):

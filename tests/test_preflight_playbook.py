@@ -139,6 +139,15 @@ class TestLabFleet:
         assert "unknown catalog entry 'nope'" in proc.stdout
         assert not (tmp_path / "reports").exists()
 
+    def test_stop_on_failure_stops_every_host(self, tmp_path, hosts):
+        heavy = {hosts[1]: {"airlift_services": [
+            {"name": "sentiment", "catalog": "sim-sentiment", "port": 5000, "cpus": 8}]}}
+        proc = playbook(self.inventory(tmp_path, hosts, heavy,
+                                       airlift_preflight_stop_on_failure=True))
+        assert recap(proc.stdout, hosts[0])["failed"] == 1
+        assert "elsewhere in the fleet" in proc.stdout
+        assert recap(proc.stdout, hosts[1])["failed"] == 1
+
     def test_check_mode_changes_nothing(self, tmp_path, hosts):
         proc = playbook(self.inventory(tmp_path, hosts, {}), "--check")
         assert proc.returncode == 0, proc.stdout[-2000:]

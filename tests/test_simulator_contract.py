@@ -212,3 +212,16 @@ def test_image_is_small(sim_images):
     size = int(podman.run(["image", "inspect", "--format", "{{.Size}}",
                            sim_images["sentiment"]]).stdout)
     assert size < 150 * 1000 * 1000
+
+
+def test_padding_build_adds_a_layer_of_the_requested_size(sim_images):
+    from airlift import lab
+
+    padded = lab.ensure_simulator_images(services=["read"], padding_mb=5)[0].ref
+    sizes = [int(podman.run(["image", "inspect", "--format", "{{.Size}}", ref]).stdout)
+             for ref in (sim_images["read"], padded)]
+    assert sizes[1] - sizes[0] >= 5 * 1024 * 1024
+    # Cached: asking again builds nothing new.
+    again = lab.ensure_simulator_images(services=["read"], padding_mb=5)[0].ref
+    image_id = podman.run(["image", "inspect", "--format", "{{.Id}}", padded]).stdout
+    assert podman.run(["image", "inspect", "--format", "{{.Id}}", again]).stdout == image_id

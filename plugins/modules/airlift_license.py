@@ -20,11 +20,30 @@ options:
     type: path
     default: /var/lib/airlift/licenses
   licenses:
-    description: Licenses to place - C(service), C(name) (file name), C(content)
-      (base64), C(sha256), and optional C(owner) (uid).
+    description: Licenses to place.
     type: list
     elements: dict
     required: true
+    suboptions:
+      service:
+        description: Service instance the license serves (its directory name).
+        type: str
+        required: true
+      name:
+        description: File name of the license.
+        type: str
+        required: true
+      content:
+        description: The license file's content, base64.
+        type: str
+        required: true
+      sha256:
+        description: sha256 of the content, from the bundle's manifest.
+        type: str
+        required: true
+      owner:
+        description: uid that must own the license (the container's user).
+        type: int
   state_file:
     description: JSON file recording the licenses in service.
     type: path
@@ -93,8 +112,14 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "dir": {"type": "path", "default": "/var/lib/airlift/licenses"},
-            "licenses": {"type": "list", "elements": "dict", "required": True,
-                         "no_log": True},
+            "licenses": {"type": "list", "elements": "dict", "required": True, "options": {
+                "service": {"type": "str", "required": True},
+                "name": {"type": "str", "required": True},
+                # Only the content is masked: service and file names stay readable.
+                "content": {"type": "str", "required": True, "no_log": True},
+                "sha256": {"type": "str", "required": True},
+                "owner": {"type": "int"},
+            }},
             "state_file": {"type": "path", "default": "/var/lib/airlift/state/licenses.json"},
         },
         supports_check_mode=True,
