@@ -141,3 +141,21 @@ def test_cli_keygen_sign_verify(tmp_path, signed, keys):
     assert bad.returncode == 1
     assert "size mismatch: images/read.tar" in bad.stdout
     assert "unlisted extra file: stray" in bad.stdout
+
+
+def test_hash_cache_skips_unchanged_files_but_catches_any_rewrite(signed, keys, tmp_path,
+                                                                  monkeypatch):
+    cache = tmp_path / "cache.json"
+    assert bundle.verify(signed, keys[1], cache).ok
+    reads = []
+    real = bundle.sha256_file
+    monkeypatch.setattr(bundle, "sha256_file", lambda path: reads.append(path) or real(path))
+    assert bundle.verify(signed, keys[1], cache).ok
+    assert reads == []                      # nothing re-read on a converged re-run
+    archive = signed / "images" / "read.tar"
+    stat = archive.stat()
+    data = bytearray(archive.read_bytes())
+    data[7] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime forged back
+    assert "sha256 mismatch: images/read.tar" in bundle.verify(signed, keys[1], cache).problems

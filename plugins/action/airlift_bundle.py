@@ -39,6 +39,12 @@ options:
     type: list
     elements: dict
     default: []
+  hash_cache:
+    description: When verifying, skip re-reading files unchanged since they were last
+      verified (same inode, size, mtime and ctime). The cache lives in
+      ~/.cache/airlift/verified-hashes.json.
+    type: bool
+    default: true
 author:
   - airlift developers
 """
@@ -84,6 +90,7 @@ class ActionModule(ActionBase):
             "key": {"type": "path", "required": True},
             "images": {"type": "list", "elements": "dict", "default": []},
             "licenses": {"type": "list", "elements": "dict", "default": []},
+            "hash_cache": {"type": "bool", "default": True},
         })
         root, key = Path(args["path"]), Path(args["key"])
         try:
@@ -93,7 +100,8 @@ class ActionModule(ActionBase):
                             "msg": "would seal the bundle"}
                 changed, manifest = stage.seal(root, args["images"], args["licenses"], key)
                 return {**result, "changed": changed, "manifest": manifest, "problems": []}
-            checked = bundle.verify(root, key)
+            checked = bundle.verify(root, key, bundle.default_hash_cache()
+                                    if args["hash_cache"] else None)
         except (bundle.BundleError, OSError) as exc:
             return {**result, "failed": True, "msg": str(exc), "problems": [str(exc)]}
         if not checked.ok:

@@ -172,8 +172,53 @@ class Verification:
         return not self.problems
 
 
-def check_files(root: Path, manifest: dict[str, Any]) -> list[str]:
+class HashCache:
+    """sha256 of files already verified, valid while the file's identity is unchanged.
+
+    The key includes ctime, which no user can set back (utime sets only atime/mtime),
+    so any write to a file after it was verified forces a re-hash. A converged re-run
+    thus verifies multi-GB archives without reading them.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, str] = {}
+        if path is not None:
+            try:
+                self.entries = json.loads(path.read_text())
+            except (OSError, ValueError):
+                self.entries = {}
+
+    @staticmethod
+    def key(path: Path) -> str:
+        info = path.stat()
+        return (f"{path.resolve()}:{info.st_dev}:{info.st_ino}:{info.st_size}:"
+                f"{info.st_mtime_ns}:{info.st_ctime_ns}")
+
+    def sha256(self, path: Path) -> str:
+        key = self.key(path)
+        if key not in self.entries:
+            self.entries[key] = sha256_file(path)
+        return self.entries[key]
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(self.entries))
+        os.replace(partial, self.path)
+
+
+def default_hash_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "airlift" / "verified-hashes.json"
+
+
+def check_files(root: Path, manifest: dict[str, Any],
+                cache: HashCache | None = None) -> list[str]:
     """Every listed file present, inside the bundle, of the right size and hash; no extras."""
+    cache = cache or HashCache(None)
     problems = []
     resolved_root = root.resolve()
     listed = set()
@@ -195,7 +240,7 @@ def check_files(root: Path, manifest: dict[str, Any]) -> list[str]:
             problems.append(f"size mismatch: {relative} is {size} bytes, "
                             f"manifest says {entry.get('size')}")
             continue
-        if sha256_file(path) != entry.get("sha256"):
+        if cache.sha256(path) != entry.get("sha256"):
             problems.append(f"sha256 mismatch: {relative}")
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root).as_posix()
@@ -210,8 +255,11 @@ def check_files(root: Path, manifest: dict[str, Any]) -> list[str]:
     return problems
 
 
-def verify(root: Path, public_key: Path) -> Verification:
-    """Check signature, schema and every file; collect all problems, never stop early."""
+def verify(root: Path, public_key: Path, hash_cache: Path | None = None) -> Verification:
+    """Check signature, schema and every file; collect all problems, never stop early.
+
+    With hash_cache, files unchanged since an earlier verification are not re-read.
+    """
     problems: list[str] = []
     key = load_public_key(public_key)
     try:
@@ -232,5 +280,7 @@ def verify(root: Path, public_key: Path) -> Verification:
     if manifest.get("schema") != SCHEMA:
         problems.append(f"unsupported manifest schema {manifest.get('schema')!r} "
                         f"(this airlift reads {SCHEMA})")
-    problems.extend(check_files(root, manifest))
+    cache = HashCache(hash_cache)
+    problems.extend(check_files(root, manifest, cache))
+    cache.save()
     return Verification(manifest, problems)

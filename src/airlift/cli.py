@@ -68,7 +68,8 @@ def cmd_bundle_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle_verify(args: argparse.Namespace) -> int:
-    result = bundle.verify(Path(args.bundle), Path(args.public_key))
+    result = bundle.verify(Path(args.bundle), Path(args.public_key),
+                           None if args.no_cache else bundle.default_hash_cache())
     if result.ok:
         files = result.manifest["files"]
         size = sum(entry["size"] for entry in files)
@@ -140,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = bundle_verbs.add_parser("verify", help="verify signature and every file")
     verify.add_argument("bundle")
     verify.add_argument("--public-key", required=True, help="Ed25519 public key (PEM)")
+    verify.add_argument("--no-cache", action="store_true",
+                        help="hash every file even if unchanged since its last verification")
     verify.set_defaults(func=cmd_bundle_verify)
 
     demo = verbs.add_parser("demo", help="build the lab and run the main job on it")
