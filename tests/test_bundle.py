@@ -159,3 +159,33 @@ def test_hash_cache_skips_unchanged_files_but_catches_any_rewrite(signed, keys, 
     archive.write_bytes(bytes(data))
     os.utime(archive, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # mtime forged back
     assert "sha256 mismatch: images/read.tar" in bundle.verify(signed, keys[1], cache).problems
+
+
+def test_symlink_inside_the_bundle_is_refused(signed, keys):
+    (signed / "images" / "alias.tar").symlink_to(signed / "images" / "read.tar")
+    rewrite_manifest(signed, keys, lambda m: m["files"].append(
+        {"path": "images/alias.tar", "size": 3 * bundle.CHUNK + 17,
+         "sha256": bundle.sha256_file(signed / "images" / "read.tar")}))
+    problems = bundle.verify(signed, keys[1]).problems
+    assert "symbolic link in the bundle: images/alias.tar (regular files only)" in problems
+
+
+def test_manifest_that_is_not_an_object_is_a_problem_not_a_crash(signed, keys):
+    (signed / bundle.MANIFEST).write_text("[1, 2]")
+    problems = bundle.verify(signed, keys[1]).problems
+    assert "manifest.json is not a JSON object" in problems
+
+
+def test_seal_repairs_a_signature_left_stale_by_an_interrupted_seal(signed, keys, tmp_path,
+                                                                    monkeypatch):
+    from airlift import stage
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    manifest = json.loads((signed / bundle.MANIFEST).read_text())
+    changed, _ = stage.seal(signed, manifest["images"], manifest["licenses"], keys[0])
+    (signed / bundle.SIGNATURE).write_text("AAAA\n")   # killed between the two writes
+    changed, _ = stage.seal(signed, manifest["images"], manifest["licenses"], keys[0])
+    assert changed
+    assert bundle.verify(signed, keys[1]).ok
+    changed, _ = stage.seal(signed, manifest["images"], manifest["licenses"], keys[0])
+    assert not changed

@@ -203,3 +203,28 @@ def test_service_without_a_license_in_the_bundle_fails():
     result = checks.license_checks([{"name": "r", "catalog": "vision-read", "port": 1}],
                                    CATALOG, MANIFEST, 30)[0]
     assert result["status"] == "FAIL" and "stage the bundle again" in result["message"]
+
+
+def test_date_only_license_expiry_means_the_end_of_that_day():
+    manifest = {"images": [], "licenses": [{"catalog": "sentiment", "expires": "2027-01-31"}]}
+    late = dt.datetime(2027, 1, 31, 23, 0, tzinfo=dt.UTC)
+    assert checks.license_checks([SENTIMENT], CATALOG, manifest, 0, now=late)[0]["status"] \
+        == "PASS"
+    after = dt.datetime(2027, 2, 1, 0, 1, tzinfo=dt.UTC)
+    assert checks.license_checks([SENTIMENT], CATALOG, manifest, 0, now=after)[0]["status"] \
+        == "FAIL"
+
+
+def test_latest_matching_waiver_counts_and_expiry_keeps_a_warning_a_warning():
+    results = run([SENTIMENT], cpu_max_mhz=2000.0)
+    old = {"check": "host.cpu_clock", "justification": "old", "expires": "2020-01-01"}
+    renewed = {"check": "host.cpu_clock", "justification": "renewed", "expires": "2999-01-01"}
+    assert by_id(checks.apply_waivers(results, [old, renewed]), "host.cpu_clock")["status"] \
+        == "WAIVED"
+    warned = run([{**SENTIMENT, "cpus": 2}])
+    expired = [{"check": "service.cores", "justification": "j", "expires": "2020-01-01"}]
+    assert by_id(checks.apply_waivers(warned, expired), "service.cores")["status"] == "WARN"
+
+
+def test_null_cpus_falls_back_to_the_catalog_minimum():
+    assert by_id(run([{**SENTIMENT, "cpus": None}]), "service.cores")["observed"] == "1"

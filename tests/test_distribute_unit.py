@@ -44,3 +44,9 @@ def test_missing_image_or_license_names_what_to_stage():
                                             "port": 1}], CATALOG)
     with pytest.raises(distribute.ShareError, match="no license for sim-read"):
         distribute.host_share({"images": [IMAGE], "licenses": []}, SERVICES[:1], CATALOG)
+
+
+def test_date_only_license_expiry_does_not_crash():
+    share = distribute.host_share(manifest(expires="2030-01-01"), SERVICES[:1], CATALOG,
+                                  today="2029-12-31")
+    assert share["licenses"][0]["service"] == "read"

@@ -50,10 +50,27 @@ def test_ssh_inventory_really_uses_ssh(fleet):
     assert "UNKNOWN 65535 UNKNOWN 65535" in proc.stdout
 
 
-def test_hosts_have_only_loopback(fleet):
+def test_nothing_leaves_the_hosts(fleet):
+    # lo only, besides the bridge podman makes inside a host for its own containers (and
+    # veths enslaved to it); and no route out of the host.
     for name in fleet:
+        for link in json.loads(podman.run(["exec", name, "ip", "-j", "link"]).stdout):
+            assert link["ifname"] == "lo" or link["ifname"].startswith("cni-podman") or \
+                link.get("master", "").startswith("cni-podman"), link
+        routes = json.loads(podman.run(["exec", name, "ip", "-j", "route"]).stdout)
+        assert not [route for route in routes if route.get("dst") == "default"]
+
+
+def test_a_new_host_has_only_loopback():
+    name = "airlift-lab-probe"
+    podman.run(["run", "--detach", "--rm", "--name", name, *lab.HOST_RUN_OPTIONS,
+                lab.ensure_host_image()])
+    try:
+        lab.wait_for_systemd(name)
         links = json.loads(podman.run(["exec", name, "ip", "-j", "link"]).stdout)
         assert [link["ifname"] for link in links] == ["lo"]
+    finally:
+        podman.run(["rm", "--force", "--time", "2", name], check=False)
 
 
 def test_paramiko_connects_with_pinned_host_keys(fleet):

@@ -117,3 +117,13 @@ def test_monthly_report_filters_by_month(tmp_path):
     assert ledger.totals(1, 2020) == {"M": 7}
     assert ledger.totals() == {"M": 12}
     assert ledger.report(2, 2020)["meters"] == [{"name": "M", "quantity": 0}]
+
+
+def test_a_record_torn_by_a_crash_does_not_swallow_the_next_one(tmp_path):
+    ledger = sim.UsageLedger(tmp_path, service(AIRLIFT_SIM_METER="M"))
+    ledger.append(1)
+    month_file = next(tmp_path.glob("usage-*.jsonl"))
+    with month_file.open("a") as handle:
+        handle.write('{"service": "sentiment", "meter": "M", "quan')
+    ledger.append(2)
+    assert ledger.totals() == {"M": 3}

@@ -196,10 +196,17 @@ class UsageLedger:
         line = (json.dumps(record, sort_keys=True) + "\n").encode()
         path = self.output_dir / f"{RECORDS_PREFIX}{now:%Y-%m}.jsonl"
         with self._lock:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                os.write(fd, line)
+                # A record torn by a crash has no newline: end it, so it stays on its own
+                # line (ignored when read) instead of swallowing this one.
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -212,7 +219,10 @@ class UsageLedger:
                 for raw in handle:
                     if not raw.endswith(b"\n"):
                         continue
-                    record = json.loads(raw)
+                    try:
+                        record = json.loads(raw)
+                    except ValueError:
+                        continue  # a record torn by a crash
                     if record.get("service") != self.service.name:
                         continue
                     totals[record["meter"]] = totals.get(record["meter"], 0) + record["quantity"]

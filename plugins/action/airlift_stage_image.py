@@ -70,11 +70,10 @@ class ActionModule(ActionBase):
             "format": {"type": "str", "choices": ["docker-archive", "oci-archive"],
                        "default": "docker-archive"},
         })
-        if self._task.check_mode:
-            return {**result, "changed": True, "image": {"ref": args["ref"]}}
         try:
             changed, image = stage.save_image(args["ref"], Path(args["bundle_dir"]),
-                                              args["catalog"], args["format"])
+                                              args["catalog"], args["format"],
+                                              check_mode=self._task.check_mode)
         except RuntimeError as exc:
             return {**result, "failed": True, "msg": str(exc)}
         return {**result, "changed": changed, "image": image}

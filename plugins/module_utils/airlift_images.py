@@ -64,8 +64,17 @@ def load_archive(engine: str, path: str) -> str:
     return proc.stdout.strip()
 
 
+def ref_points_to(engine: str, ref: str, image_id: str) -> bool:
+    proc = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", ref],
+                          capture_output=True, text=True, check=False)
+    return proc.returncode == 0 and short_id(proc.stdout.strip()) == short_id(image_id)
+
+
 def tag(engine: str, image_id: str, ref: str) -> None:
-    subprocess.run([engine, "tag", short_id(image_id), ref], capture_output=True, check=True)
+    proc = subprocess.run([engine, "tag", short_id(image_id), ref], capture_output=True,
+                          text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{engine} tag {ref} failed: {proc.stderr.strip()}")
 
 
 def read_state(path: str) -> dict:

@@ -44,7 +44,8 @@ options:
     type: path
     default: /var/lib/airlift/staging
   keep_archive:
-    description: Keep the archive after a successful load.
+    description: Keep airlift's transferred archive after a successful load (an archive
+      given by C(src) that airlift did not transfer is never moved or removed).
     type: bool
     default: false
   state_file:
@@ -99,6 +100,7 @@ from ansible.module_utils.airlift_images import (
     load_archive,
     present_ids,
     read_state,
+    ref_points_to,
     short_id,
     stale_partials,
     tag,
@@ -120,7 +122,7 @@ def query(module: AnsibleModule) -> None:
     staging = params["staging_dir"]
     while not os.path.exists(staging):
         staging = os.path.dirname(staging)
-    module.exit_json(changed=bool(discarded) and not module.check_mode,
+    module.exit_json(changed=bool(discarded),
                      present=sorted(present), discarded=discarded,
                      free_bytes=shutil.disk_usage(staging).free,
                      missing=[image for image in images if image["id"] not in present])
@@ -135,7 +137,16 @@ def loaded(module: AnsibleModule) -> None:
     if present_ids(engine, [image["id"]]):
         if src and src.endswith(PARTIAL_SUFFIX) and os.path.exists(src):
             os.unlink(src)
-        module.exit_json(changed=False, loaded=False, msg="image already present")
+        if ref_points_to(engine, image["ref"], image["id"]):
+            module.exit_json(changed=False, loaded=False, msg="image already present")
+        # Present under another name (or a tag failed last time): tag and record it.
+        if not module.check_mode:
+            try:
+                tag(engine, image["id"], image["ref"])
+            except RuntimeError as exc:
+                module.fail_json(msg=str(exc))
+            record(params["state_file"], image)
+        module.exit_json(changed=True, loaded=False, msg=f"tagged {image['ref']}")
     if module.check_mode:
         module.exit_json(changed=True, loaded=False, msg="would load the archive")
     if not src or not os.path.exists(src):
@@ -145,25 +156,33 @@ def loaded(module: AnsibleModule) -> None:
         if src.endswith(PARTIAL_SUFFIX):
             os.unlink(src)
         module.fail_json(msg=f"refusing to load {src}: {problem}")
-    final = os.path.join(params["staging_dir"], f"{image['sha256']}.tar")
-    os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
-    if src != final:
-        os.replace(src, final)
+    # Only airlift's own transfers (*.partial) are renamed into staging and removed
+    # afterwards; an archive an operator carried to the host is loaded where it is.
+    ours = src.endswith(PARTIAL_SUFFIX)
+    archive = src
+    if ours:
+        archive = os.path.join(params["staging_dir"], f"{image['sha256']}.tar")
+        os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
+        os.replace(src, archive)
     try:
-        output = load_archive(engine, final)
+        output = load_archive(engine, archive)
+        if not present_ids(engine, [image["id"]]):
+            raise RuntimeError(f"after loading, {engine} has no image {image['id']}: the "
+                               f"archive holds another image ({output})")
+        tag(engine, image["id"], image["ref"])
     except RuntimeError as exc:
         module.fail_json(msg=str(exc))
-    if not present_ids(engine, [image["id"]]):
-        module.fail_json(msg=f"after loading, {engine} has no image {image['id']}: the "
-                             f"archive holds another image ({output})")
-    tag(engine, image["id"], image["ref"])
-    if not params["keep_archive"]:
-        os.unlink(final)
-    state = read_state(params["state_file"])
+    if ours and not params["keep_archive"]:
+        os.unlink(archive)
+    record(params["state_file"], image)
+    module.exit_json(changed=True, loaded=True, id=short_id(image["id"]), msg=output)
+
+
+def record(state_file: str, image: dict) -> None:
+    state = read_state(state_file)
     state.setdefault("images", {})[image["ref"]] = {
         "id": image["id"], "sha256": image["sha256"], "loaded_at": int(time.time())}
-    write_state(params["state_file"], state)
-    module.exit_json(changed=True, loaded=True, id=short_id(image["id"]), msg=output)
+    write_state(state_file, state)
 
 
 def main() -> None:

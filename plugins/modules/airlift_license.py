@@ -150,10 +150,8 @@ def main() -> None:
         changed = True
         if module.check_mode:
             continue
-        if current is not None:
-            aside = f"{target}.previous-{time.strftime('%Y%m%dT%H%M%S')}"
-            os.replace(target, aside)
-            kept_aside.append(aside)
+        # New file complete first, old one linked aside, then one rename: the service
+        # always has a whole license, and the previous one is kept.
         partial = target + ".partial"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
@@ -161,6 +159,10 @@ def main() -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chown(partial, owner, owner)
+        if current is not None:
+            aside = f"{target}.previous-{time.strftime('%Y%m%dT%H%M%S')}"
+            os.link(target, aside)
+            kept_aside.append(aside)
         os.replace(partial, target)
     if read_state(module.params["state_file"]) != {"licenses": state}:
         changed = True

@@ -92,6 +92,49 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     return key
 
 
+class HashCache:
+    """sha256 of files already verified, valid while the file's identity is unchanged.
+
+    The key includes ctime, which no user can set back (utime sets only atime/mtime),
+    so any write to a file after it was verified forces a re-hash. A converged re-run
+    thus verifies multi-GB archives without reading them.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.entries: dict[str, str] = {}
+        if path is not None:
+            try:
+                self.entries = json.loads(path.read_text())
+            except (OSError, ValueError):
+                self.entries = {}
+
+    @staticmethod
+    def key(path: Path) -> str:
+        info = path.stat()
+        return (f"{path.resolve()}:{info.st_dev}:{info.st_ino}:{info.st_size}:"
+                f"{info.st_mtime_ns}:{info.st_ctime_ns}")
+
+    def sha256(self, path: Path) -> str:
+        key = self.key(path)
+        if key not in self.entries:
+            self.entries[key] = sha256_file(path)
+        return self.entries[key]
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        partial.write_text(json.dumps(self.entries))
+        os.replace(partial, self.path)
+
+
+def default_hash_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "airlift" / "verified-hashes.json"
+
+
 # -- manifest -------------------------------------------------------------------------
 
 
@@ -105,13 +148,14 @@ def safe_relative(path: str) -> PurePosixPath | None:
 
 def build_manifest(root: Path, images: Iterable[dict[str, Any]],
                    licenses: Iterable[dict[str, Any]],
-                   known_hashes: dict[str, str] | None = None) -> dict[str, Any]:
+                   cache: HashCache | None = None) -> dict[str, Any]:
     """Describe every file under root (except the manifest and its signature).
 
     Image and license entries get their file's size and sha256 copied in, so a host
-    needs only its own entries. known_hashes lets an unchanged file skip re-hashing.
+    needs only its own entries. A HashCache lets a file unchanged since it was last
+    hashed (same inode, size, mtime and ctime) skip re-reading.
     """
-    known_hashes = known_hashes or {}
+    cache = cache or HashCache(None)
     files = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
         relative = path.relative_to(root).as_posix()
@@ -120,7 +164,7 @@ def build_manifest(root: Path, images: Iterable[dict[str, Any]],
         if path.is_symlink():
             raise BundleError(f"{relative} is a symbolic link: bundles hold regular files only")
         files.append({"path": relative, "size": path.stat().st_size,
-                      "sha256": known_hashes.get(relative) or sha256_file(path)})
+                      "sha256": cache.sha256(path)})
     listed = {entry["path"]: entry for entry in files}
     images = [dict(item) for item in images]
     licenses = [dict(item) for item in licenses]
@@ -172,49 +216,6 @@ class Verification:
         return not self.problems
 
 
-class HashCache:
-    """sha256 of files already verified, valid while the file's identity is unchanged.
-
-    The key includes ctime, which no user can set back (utime sets only atime/mtime),
-    so any write to a file after it was verified forces a re-hash. A converged re-run
-    thus verifies multi-GB archives without reading them.
-    """
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.entries: dict[str, str] = {}
-        if path is not None:
-            try:
-                self.entries = json.loads(path.read_text())
-            except (OSError, ValueError):
-                self.entries = {}
-
-    @staticmethod
-    def key(path: Path) -> str:
-        info = path.stat()
-        return (f"{path.resolve()}:{info.st_dev}:{info.st_ino}:{info.st_size}:"
-                f"{info.st_mtime_ns}:{info.st_ctime_ns}")
-
-    def sha256(self, path: Path) -> str:
-        key = self.key(path)
-        if key not in self.entries:
-            self.entries[key] = sha256_file(path)
-        return self.entries[key]
-
-    def save(self) -> None:
-        if self.path is None:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(self.path.name + ".partial")
-        partial.write_text(json.dumps(self.entries))
-        os.replace(partial, self.path)
-
-
-def default_hash_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "airlift" / "verified-hashes.json"
-
-
 def check_files(root: Path, manifest: dict[str, Any],
                 cache: HashCache | None = None) -> list[str]:
     """Every listed file present, inside the bundle, of the right size and hash; no extras."""
@@ -231,6 +232,10 @@ def check_files(root: Path, manifest: dict[str, Any],
         path = root / relative
         if not path.resolve().is_relative_to(resolved_root):
             problems.append(f"path escapes the bundle through a link: {relative}")
+            continue
+        if any((root / PurePosixPath(*relative.parts[:depth])).is_symlink()
+               for depth in range(1, len(relative.parts) + 1)):
+            problems.append(f"symbolic link in the bundle: {relative} (regular files only)")
             continue
         if not path.is_file():
             problems.append(f"missing file: {relative}")
@@ -277,6 +282,8 @@ def verify(root: Path, public_key: Path, hash_cache: Path | None = None) -> Veri
         manifest = json.loads(data)
     except ValueError as exc:
         return Verification(None, [*problems, f"manifest.json is not JSON: {exc}"])
+    if not isinstance(manifest, dict):
+        return Verification(None, [*problems, "manifest.json is not a JSON object"])
     if manifest.get("schema") != SCHEMA:
         problems.append(f"unsupported manifest schema {manifest.get('schema')!r} "
                         f"(this airlift reads {SCHEMA})")

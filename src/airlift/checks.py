@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airlift.timeutil import as_utc
 from airlift.units import format_mb, to_mb
 
 PASS, FAIL, WARN, WAIVED = "PASS", "FAIL", "WARN", "WAIVED"
@@ -138,8 +139,8 @@ def _as_date(value: Any) -> dt.date:
 
 def assigned(service: Mapping[str, Any], entry: Mapping[str, Any]) -> tuple[float, int]:
     """Cores and memory (MiB) a service gets: its own values, else the catalog minimum."""
-    cores = float(service.get("cpus", entry["cores"]["minimum"]))
-    memory = to_mb(service.get("memory", entry["memory"]["minimum"]))
+    cores = float(service.get("cpus") or entry["cores"]["minimum"])
+    memory = to_mb(service.get("memory") or entry["memory"]["minimum"])
     return cores, memory
 
 
@@ -177,8 +178,7 @@ def license_checks(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, 
             out.append(result("host.license", service["name"], FAIL, f"a license for {key}",
                               "none in the bundle", "stage the bundle again for this service"))
             continue
-        expires = min(dt.datetime.fromisoformat(e) for e in expiries if e) if any(
-            expiries) else None
+        expires = min(as_utc(e) for e in expiries if e) if any(expiries) else None
         if expires is None:
             out.append(result("host.license", service["name"], WARN, "a known expiry",
                               "unknown", "set airlift_stage_license_expires when staging"))
@@ -292,21 +292,18 @@ def apply_waivers(results: list[dict], waivers: Iterable[Mapping[str, Any]],
     out = []
     for item in results:
         item = dict(item)
-        if item["status"] in (FAIL, WARN):
-            for waiver in waivers:
-                if waiver.get("check") != item["id"]:
-                    continue
-                if waiver.get("subject") not in (None, item["subject"]):
-                    continue
-                expires = _as_date(waiver.get("expires"))
-                if expires < today:
-                    item["status"] = FAIL
-                    item["message"] = (f"waiver expired on {expires}: renew it or fix the "
-                                       f"host ({waiver.get('justification', '')})")
-                else:
-                    item["status"] = WAIVED
-                    item["message"] = f"waived until {expires}: {waiver.get('justification')}"
-                break
+        matching = [w for w in waivers if w.get("check") == item["id"]
+                    and w.get("subject") in (None, item["subject"])]
+        if item["status"] in (FAIL, WARN) and matching:
+            # Several waivers may match (a renewal next to the old one): the latest counts.
+            waiver = max(matching, key=lambda w: _as_date(w.get("expires")))
+            expires = _as_date(waiver.get("expires"))
+            if expires < today:
+                item["message"] = (f"waiver expired on {expires}: renew it or fix the "
+                                   f"host ({waiver.get('justification', '')})")
+            else:
+                item["status"] = WAIVED
+                item["message"] = f"waived until {expires}: {waiver.get('justification')}"
         out.append(item)
     return out
 

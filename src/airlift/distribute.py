@@ -7,6 +7,8 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airlift.timeutil import as_utc
+
 
 class ShareError(ValueError):
     """The bundle cannot serve this host; the message says what to stage."""
@@ -15,9 +17,7 @@ class ShareError(ValueError):
 def host_share(manifest: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
                catalog: Mapping[str, Any], today: str | None = None) -> dict[str, Any]:
     """Images and licenses for the host's services, refusing what cannot work."""
-    now = dt.datetime.fromisoformat(today) if today else dt.datetime.now(dt.UTC)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=dt.UTC)
+    now = as_utc(today) if today else dt.datetime.now(dt.UTC)
     images = {image["ref"]: image for image in manifest.get("images", [])}
     problems, share_images, share_licenses = [], {}, []
     for service in services:
@@ -40,7 +40,7 @@ def host_share(manifest: Mapping[str, Any], services: Iterable[Mapping[str, Any]
                                 "license for this image")
                 continue
             expires = lic.get("expires")
-            if expires and dt.datetime.fromisoformat(expires) <= now:
+            if expires and as_utc(expires) <= now:
                 problems.append(f"{name}: license {lic['path']} expired on {expires[:10]}: "
                                 "renew it on the connected side")
                 continue

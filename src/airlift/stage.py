@@ -7,6 +7,7 @@ of files that did not change since the previous manifest.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -15,6 +16,8 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from cryptography.exceptions import InvalidSignature
 
 from airlift import bundle
 from airlift.catalog import merge
@@ -59,20 +62,20 @@ def image_identity(ref: str) -> dict[str, str]:
 
 
 def save_image(ref: str, bundle_dir: Path, catalog: str,
-               archive_format: str = "docker-archive") -> tuple[bool, dict[str, Any]]:
+               archive_format: str = "docker-archive",
+               check_mode: bool = False) -> tuple[bool, dict[str, Any]]:
     """Save `ref` as images/<catalog>-<id12>.tar unless that archive exists already."""
     identity = image_identity(ref)
     short = identity["id"].split(":", 1)[1][:12]
     relative = f"images/{_UNSAFE.sub('_', catalog)}-{short}.tar"
     target = bundle_dir / relative
-    changed = False
-    if not target.exists():
+    changed = not target.exists()
+    if changed and not check_mode:
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         partial.unlink(missing_ok=True)
         podman("save", "--quiet", "--format", archive_format, "--output", str(partial), ref)
         os.replace(partial, target)
-        changed = True
     return changed, {**identity, "catalog": catalog, "archive": relative,
                      "format": archive_format}
 
@@ -103,12 +106,11 @@ def prune(bundle_dir: Path, keep: set[str]) -> list[str]:
     return removed
 
 
-def _previous(bundle_dir: Path) -> tuple[dict[str, Any] | None, float]:
+def _previous(bundle_dir: Path) -> dict[str, Any] | None:
     try:
-        path = bundle_dir / bundle.MANIFEST
-        return json.loads(path.read_text()), path.stat().st_mtime
+        return json.loads((bundle_dir / bundle.MANIFEST).read_text())
     except (OSError, ValueError):
-        return None, 0.0
+        return None
 
 
 def seal(bundle_dir: Path, images: list[dict[str, Any]], licenses: list[dict[str, Any]],
@@ -116,19 +118,26 @@ def seal(bundle_dir: Path, images: list[dict[str, Any]], licenses: list[dict[str
     """Write and sign the manifest when the content changed; returns (changed, manifest)."""
     keep = {image["archive"] for image in images} | {lic["path"] for lic in licenses}
     prune(bundle_dir, keep)
-    previous, sealed_at = _previous(bundle_dir)
-    known = {}
-    if previous:
-        for entry in previous.get("files", []):
-            path = bundle_dir / entry["path"]
-            # Unchanged since the last seal: reuse its hash instead of reading GBs again.
-            if (path.is_file() and path.stat().st_size == entry["size"]
-                    and path.stat().st_mtime <= sealed_at):
-                known[entry["path"]] = entry["sha256"]
-    manifest = bundle.build_manifest(bundle_dir, images, licenses, known_hashes=known)
-    unchanged = previous and all(previous.get(key) == manifest[key]
-                                 for key in ("files", "images", "licenses"))
-    if unchanged and (bundle_dir / bundle.SIGNATURE).exists():
+    previous = _previous(bundle_dir)
+    cache = bundle.HashCache(bundle.default_hash_cache())
+    manifest = bundle.build_manifest(bundle_dir, images, licenses, cache)
+    cache.save()
+    key = bundle.load_private_key(key_path)
+    unchanged = previous and all(previous.get(k) == manifest[k]
+                                 for k in ("files", "images", "licenses"))
+    # Unchanged content still needs a signature that verifies (a seal may have been
+    # interrupted between writing the manifest and its signature).
+    if unchanged and signature_valid(bundle_dir, key):
         return False, previous
-    bundle.write_signed(bundle_dir, manifest, bundle.load_private_key(key_path))
+    bundle.write_signed(bundle_dir, manifest, key)
     return True, manifest
+
+
+def signature_valid(bundle_dir: Path, key: Any) -> bool:
+    try:
+        data = (bundle_dir / bundle.MANIFEST).read_bytes()
+        signature = base64.b64decode((bundle_dir / bundle.SIGNATURE).read_bytes().strip())
+        key.public_key().verify(signature, data)
+    except (OSError, ValueError, InvalidSignature):
+        return False
+    return True

@@ -11,9 +11,15 @@ def test_systemd_is_pid1_and_running(host):
     assert state in {"running", "degraded"}, state
 
 
-def test_no_network_interface_but_loopback(host):
-    links = json.loads(host.check_output("ip -j link"))
-    assert [link["ifname"] for link in links] == ["lo"]
+def test_nothing_leaves_the_host(host):
+    # Only lo, plus the bridge podman makes inside the host for its own containers and
+    # the veths enslaved to it; and no route out.
+    for link in json.loads(host.check_output("ip -j link")):
+        name = link["ifname"]
+        assert name == "lo" or name.startswith("cni-podman") or \
+            link.get("master", "").startswith("cni-podman"), link
+    routes = json.loads(host.check_output("ip -j route"))
+    assert not [route for route in routes if route.get("dst") == "default"]
 
 
 def test_podman_usable_inside_with_vfs_and_runc(host):
@@ -63,3 +69,16 @@ def test_licenses_are_root_only(host):
         assert license_file.mode == 0o600 and license_file.user == "root"
     state = json.loads(host.file("/var/lib/airlift/state/licenses.json").content_string)
     assert set(state["licenses"]) == {"sentiment", "read"}
+
+
+def test_services_enabled_listening_and_ready(host):
+    for name, port in (("sentiment", 5000), ("read", 5001)):
+        service = host.service(f"airlift-{name}")
+        assert service.is_enabled and service.is_running
+        assert host.socket(f"tcp://0.0.0.0:{port}").is_listening
+        status = host.run(f"python3 -c \"import urllib.request as u; "
+                          f"print(u.urlopen('http://127.0.0.1:{port}/ready').status)\"")
+        assert status.stdout.strip() == "200", status.stderr
+        unit = host.file(f"/etc/systemd/system/airlift-{name}.service").content_string
+        assert "Eula=accept Mounts:License=/license Mounts:Output=/output" in unit
+        assert host.file(f"/var/lib/airlift/output/{name}").is_directory

@@ -1,0 +1,47 @@
+# Apache-2.0
+"""Filters for the deploy role (logic in src/airlift/deploy.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+from airlift import deploy
+
+
+def deploy_units(services: list[dict[str, Any]], catalog: dict[str, Any],
+                 state: dict[str, Any], license_dir: str, output_dir: str,
+                 default_ready_timeout: int) -> list[dict[str, Any]]:
+    try:
+        return deploy.units(services, catalog, state, license_dir, output_dir,
+                            default_ready_timeout)
+    except deploy.DeployError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def slurped_state(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """{name: parsed JSON} from a looped slurp; a file that was not there maps to {}."""
+    state = {}
+    for result in results:
+        content = result.get("content")
+        state[result["item"]] = json.loads(base64.b64decode(content)) if content else {}
+    return state
+
+
+def k8s_env_name(setting: str) -> str:
+    """Kubernetes rejects ':' in env var names; the containers read '__' the same way."""
+    return setting.replace(":", "__")
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "airlift_deploy_units": deploy_units,
+            "airlift_stale_units": deploy.stale_units,
+            "airlift_slurped_state": slurped_state,
+            "airlift_k8s_env_name": k8s_env_name,
+        }

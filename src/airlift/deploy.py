@@ -1,0 +1,57 @@
+"""What each service's systemd unit needs, from the inventory, the catalog and the host's
+state files (what distribute loaded and placed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from airlift.units import to_mb
+
+
+class DeployError(ValueError):
+    """A service cannot be deployed yet; the message says what to run first."""
+
+
+def units(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
+          state: Mapping[str, Any], license_dir: str, output_dir: str,
+          default_ready_timeout: int) -> list[dict[str, Any]]:
+    images = (state.get("images") or {}).get("images") or {}
+    licenses = (state.get("licenses") or {}).get("licenses") or {}
+    out, problems = [], []
+    for service in services:
+        name, entry = service["name"], catalog[service["catalog"]]
+        image = images.get(entry["image"])
+        lic = licenses.get(name)
+        if image is None:
+            problems.append(f"{name}: image {entry['image']} is not loaded on this host "
+                            "(run playbooks/distribute.yml first)")
+        if lic is None:
+            problems.append(f"{name}: no license placed for this service "
+                            "(run playbooks/distribute.yml first)")
+        if image is None or lic is None:
+            continue
+        out.append({
+            "name": name,
+            "title": entry.get("title", service["catalog"]),
+            "image_id": image["id"].split(":", 1)[-1],
+            "license_sha256": lic["sha256"],
+            "cpus": service.get("cpus", entry["cores"]["minimum"]),
+            # docker's and podman's --memory accept the same form; normalise to MiB.
+            "memory": f"{to_mb(service.get('memory', entry['memory']['minimum']))}m",
+            "port": service["port"],
+            "ready_timeout": int(entry.get("ready_timeout", default_ready_timeout)),
+            "settings": {**(entry.get("settings") or {}), **(service.get("settings") or {})},
+            "license_dir": f"{license_dir}/{name}",
+            "output_dir": f"{output_dir}/{name}",
+            "owner": entry.get("mount_owner") or 0,
+        })
+    if problems:
+        raise DeployError("; ".join(problems))
+    return out
+
+
+def stale_units(unit_files: Iterable[str], services: Iterable[Mapping[str, Any]]) -> list[str]:
+    """airlift unit files on the host whose service is no longer assigned to it."""
+    wanted = {f"airlift-{service['name']}.service" for service in services}
+    return sorted(path for path in unit_files if path.rsplit("/", 1)[-1] not in wanted)

@@ -1,0 +1,132 @@
+"""deploy.yml against the lab: units, health, recovery without Ansible, removal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+from conftest import ROOT
+
+from airlift import lab, podman
+
+pytestmark = pytest.mark.lab
+
+
+def run(playbook: str, *args: str, json_output: bool = False) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    if json_output:
+        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+    return subprocess.run(["ansible-playbook", "-i", "inventories/lab", playbook, *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+
+
+def on(host: str, *command: str, check: bool = True) -> str:
+    return podman.run(["exec", host, *command], check=check).stdout
+
+
+def http(host: str, port: int, path: str, body: dict | None = None) -> int:
+    code = (
+        "import json,sys,urllib.request as u\n"
+        "data = json.dumps(json.loads(sys.argv[3])).encode() if sys.argv[3] != 'null' else None\n"
+        "try:\n"
+        " r = u.urlopen(u.Request(f'http://127.0.0.1:{sys.argv[1]}{sys.argv[2]}', data=data,"
+        " method='POST' if data else 'GET'), timeout=5); print(r.status)\n"
+        "except u.HTTPError as e: print(e.code)\n"
+        "except OSError: print(0)\n")
+    out = on(host, "python3", "-c", code, str(port), path, json.dumps(body))
+    return int(out.strip() or 0)
+
+
+def wait_ready(host: str, port: int, timeout: float = 60) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if http(host, port, "/ready") == 200:
+            return time.monotonic() - start
+        time.sleep(1)
+    raise AssertionError(f"{host}:{port} not ready after {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    lab.up(2)
+    hosts = lab.host_names(2)
+    limit = ["--limit", ",".join(hosts)]
+    assert run("playbooks/stage.yml").returncode == 0
+    assert run("playbooks/distribute.yml", *limit).returncode == 0
+    proc = run("playbooks/deploy.yml", *limit)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    return hosts
+
+
+def limit(hosts):
+    return ["--limit", ",".join(hosts)]
+
+
+def test_services_run_enabled_ready_and_rerun_changes_nothing(fleet):
+    for host in fleet:
+        assert on(host, "systemctl", "is-enabled", "airlift-sentiment", "airlift-read").split() \
+            == ["enabled", "enabled"]
+        assert http(host, 5000, "/ready") == 200 and http(host, 5001, "/ready") == 200
+    unit = on(fleet[0], "cat", "/etc/systemd/system/airlift-sentiment.service")
+    image_id = on(fleet[0], "podman", "image", "inspect", "--format", "{{.Id}}",
+                  "localhost/airlift-sim/sentiment:1.0").strip()
+    assert f"    {image_id} \\" in unit           # pinned by ID, not by tag
+    assert "Eula=accept Mounts:License=/license Mounts:Output=/output" in unit
+    assert "ApiKey" not in unit and "Billing" not in unit
+    proc = run("playbooks/deploy.yml", *limit(fleet), json_output=True)
+    stats = json.loads(proc.stdout)["stats"]
+    assert all(stats[host]["changed"] == 0 for host in fleet), stats
+
+
+def test_killed_container_is_brought_back_by_systemd(fleet):
+    host = fleet[0]
+    before = on(host, "podman", "inspect", "--format", "{{.Id}}", "airlift-sentiment").strip()
+    on(host, "podman", "kill", "airlift-sentiment")
+    wait_ready(host, 5000)
+    after = on(host, "podman", "inspect", "--format", "{{.Id}}", "airlift-sentiment").strip()
+    assert after != before
+
+
+def test_rebooted_host_brings_every_service_back_without_ansible(fleet):
+    host = fleet[1]
+    lab.stop([host])
+    lab.up(len(fleet))
+    wait_ready(host, 5000, timeout=90)
+    wait_ready(host, 5001, timeout=90)
+
+
+def test_removed_service_stops_but_its_usage_records_stay(fleet):
+    host = fleet[0]
+    route = "/vision/v3.2/read/syncAnalyze"
+    assert http(host, 5001, route, {"url": "x"}) == 200
+    only_sentiment = json.dumps({"airlift_services": [
+        {"name": "sentiment", "catalog": "sim-sentiment", "port": 5000}]})
+    proc = run("playbooks/deploy.yml", "--limit", host, "-e", only_sentiment)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert on(host, "systemctl", "is-active", "airlift-read", check=False).strip() != "active"
+    assert on(host, "test", "-e", "/etc/systemd/system/airlift-read.service",
+              check=False) == ""
+    records = on(host, "sh", "-c", "cat /var/lib/airlift/output/read/usage-*.jsonl")
+    assert '"meter": "Read.Pages"' in records
+    assert run("playbooks/deploy.yml", "--limit", host).returncode == 0
+    wait_ready(host, 5001)
+
+
+def test_service_that_never_gets_ready_fails_with_its_journal(fleet):
+    host = fleet[0]
+    broken = json.dumps({
+        "airlift_services": [{"name": "sentiment", "catalog": "sim-sentiment", "port": 5000},
+                             {"name": "read", "catalog": "sim-read", "port": 5001,
+                              "settings": {"Sim:WarmupSeconds": "not-a-number"}}],
+        "airlift_catalog_overrides": {"sim-read": {"ready_timeout": 6}}})
+    try:
+        proc = run("playbooks/deploy.yml", "--limit", host, "-e", broken)
+        assert proc.returncode != 0
+        assert "airlift-read did not answer /ready within 6 s; last journal lines" in proc.stdout
+        assert "could not convert string to float" in proc.stdout
+    finally:
+        assert run("playbooks/deploy.yml", "--limit", host).returncode == 0
+    wait_ready(host, 5001)
