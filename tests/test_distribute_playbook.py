@@ -198,7 +198,7 @@ def test_replaced_license_is_kept_aside_not_deleted(fleet):
 def test_api_key_never_appears_in_stage_output(fleet):
     proc = run("playbooks/stage.yml", "-v", "-e", '{"airlift_stage_renew_licenses": true}')
     assert proc.returncode == 0, proc.stdout[-2000:]
-    assert "Download each service type's license" in proc.stdout
+    assert "Run each image once with DownloadLicense=True" in proc.stdout
     assert API_KEY not in proc.stdout + proc.stderr
     assert not list((ROOT / "bundles" / "lab").rglob("*.previous*"))
     for path in (ROOT / "bundles" / "lab").rglob("*"):
@@ -228,3 +228,20 @@ def test_missing_signing_key_is_named_before_any_work(fleet, tmp_path):
     assert proc.returncode != 0
     assert f"signing key {tmp_path}/none.key not found: make one with" in proc.stdout
     assert "Save each image" not in proc.stdout
+
+
+def test_non_root_login_with_become_delivers_through_a_root_owned_copy(fleet):
+    host = fleet[1]
+    forget_image(host)
+    proc = run("playbooks/distribute.yml", "--limit", host, "-e",
+               json.dumps({"ansible_user": "airlift", "ansible_become": True}),
+               json_output=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    result = task_results(proc, "Transfer and load only the images this host lacks")[host]
+    assert SENTIMENT in result["loaded"]  # (a brand-new host loads the other image too)
+    assert podman.run(["exec", host, "podman", "image", "exists", SENTIMENT],
+                      check=False).returncode == 0
+    leftovers = podman.run(["exec", host, "sh", "-c",
+                            "ls -A /var/lib/airlift/staging ~airlift/.ansible/tmp 2>/dev/null"]
+                           ).stdout.split()
+    assert not [name for name in leftovers if name.endswith(".tar")], leftovers

@@ -36,3 +36,19 @@ def test_state_is_replaced_atomically(tmp_path):
 def test_short_id_strips_the_algorithm():
     assert ai.short_id("sha256:abc") == "abc"
     assert ai.short_id("abc") == "abc"
+
+
+def test_take_over_copies_while_hashing_and_removes_the_upload(tmp_path):
+    data = b"y" * 3000
+    upload, copy = tmp_path / "upload.tar", tmp_path / "staging.partial"
+    upload.write_bytes(data)
+    assert ai.take_over(str(upload), str(copy), 3000, hashlib.sha256(data).hexdigest()) is None
+    assert copy.read_bytes() == data and (copy.stat().st_mode & 0o777) == 0o600
+    assert not upload.exists()
+
+
+def test_take_over_refuses_a_short_or_altered_upload_and_keeps_nothing(tmp_path):
+    upload, copy = tmp_path / "upload.tar", tmp_path / "staging.partial"
+    upload.write_bytes(b"z" * 100)
+    assert "incomplete transfer" in ai.take_over(str(upload), str(copy), 3000, "0" * 64)
+    assert not upload.exists() and not copy.exists()

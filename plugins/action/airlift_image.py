@@ -61,11 +61,21 @@ class ActionModule(ActionBase):
                 result["changed"] = True
                 continue
             source = os.path.join(bundle_dir, image["archive"])
-            temporary = f"{staging}/.{image['sha256']}.tar.partial"
+            # Root logs in: write straight into the root-only staging directory. Another
+            # user cannot: upload to Ansible's temp dir; the module takes it over as root.
+            take_over = self._play_context.become or (
+                self._get_remote_user() not in (None, "root"))
+            if take_over:
+                temporary = self._connection._shell.join_path(
+                    self._make_tmp_path(), f"{image['sha256']}.tar")
+            else:
+                temporary = f"{staging}/.{image['sha256']}.tar.partial"
             self._connection.put_file(source, temporary)
+            if take_over:
+                self._fixup_perms2([temporary])
             result["transferred_bytes"] += image["size"]
             loaded = self._execute_module(MODULE, task_vars=task_vars, module_args={
-                **common, "state": "loaded", "src": temporary,
+                **common, "state": "loaded", "src": temporary, "take_over": take_over,
                 "keep_archive": args.get("keep_archive", False),
                 "image": {key: image[key] for key in ("id", "ref", "sha256", "size")}})
             if loaded.get("failed"):

@@ -56,6 +56,38 @@ def verify_archive(path: str, size: int, sha256: str) -> str | None:
     return None
 
 
+def take_over(src: str, dest: str, size: int, sha256: str) -> str | None:
+    """Copy src into a new root-owned file while hashing it, then remove src.
+
+    Used when the connection user (not root) uploaded the archive: the copy is opened
+    with O_EXCL and checked as it is written, so the uploader cannot change what gets
+    loaded after the check. Returns None, or why the copy is refused.
+    """
+    digest, copied = hashlib.sha256(), 0
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with open(src, "rb") as source, os.fdopen(fd, "wb") as target:
+            while True:
+                chunk = source.read(CHUNK)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                target.write(chunk)
+                copied += len(chunk)
+            target.flush()
+            os.fsync(target.fileno())
+    finally:
+        os.unlink(src)
+    problem = None
+    if copied != size:
+        problem = f"size {copied} != expected {size} (incomplete transfer?)"
+    elif digest.hexdigest() != sha256:
+        problem = "sha256 does not match the manifest"
+    if problem:
+        os.unlink(dest)
+    return problem
+
+
 def load_archive(engine: str, path: str) -> str:
     proc = subprocess.run([engine, "load", "--input", path], capture_output=True, text=True,
                           check=False)

@@ -43,6 +43,12 @@ options:
     description: Where archives are kept while they are verified and loaded.
     type: path
     default: /var/lib/airlift/staging
+  take_over:
+    description: C(src) was uploaded by a non-root connection user - copy it into the
+      root-only staging directory while hashing it (the uploader cannot change what is
+      loaded), remove it, and load the copy.
+    type: bool
+    default: false
   keep_archive:
     description: Keep airlift's transferred archive after a successful load (an archive
       given by C(src) that airlift did not transfer is never moved or removed).
@@ -60,7 +66,13 @@ EXAMPLES = r"""
 - name: Load an archive carried to the host by hand
   airlift_image:
     src: /media/usb/sentiment.tar
-    keep_archive: true
+    take_over:
+    description: C(src) was uploaded by a non-root connection user - copy it into the
+      root-only staging directory while hashing it (the uploader cannot change what is
+      loaded), remove it, and load the copy.
+    type: bool
+    default: false
+  keep_archive: true
     image:
       ref: mcr.microsoft.com/azure-cognitive-services/textanalytics/sentiment:latest
       id: sha256:0f143e5d321b371aea333360db3697a2d8e1d4eb72cff1a127c1ec9d13f7d7cc
@@ -104,6 +116,7 @@ from ansible.module_utils.airlift_images import (
     short_id,
     stale_partials,
     tag,
+    take_over,
     verify_archive,
     write_state,
 )
@@ -151,9 +164,17 @@ def loaded(module: AnsibleModule) -> None:
         module.exit_json(changed=True, loaded=False, msg="would load the archive")
     if not src or not os.path.exists(src):
         module.fail_json(msg=f"archive {src} not found on the host")
-    problem = verify_archive(src, int(image["size"]), image["sha256"])
+    if params["take_over"]:
+        os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
+        copy = os.path.join(params["staging_dir"], f".{image['sha256']}.tar{PARTIAL_SUFFIX}")
+        if os.path.exists(copy):
+            os.unlink(copy)
+        problem = take_over(src, copy, int(image["size"]), image["sha256"])
+        src = copy
+    else:
+        problem = verify_archive(src, int(image["size"]), image["sha256"])
     if problem:
-        if src.endswith(PARTIAL_SUFFIX):
+        if src.endswith(PARTIAL_SUFFIX) and os.path.exists(src):
             os.unlink(src)
         module.fail_json(msg=f"refusing to load {src}: {problem}")
     # Only airlift's own transfers (*.partial) are renamed into staging and removed
@@ -195,6 +216,7 @@ def main() -> None:
             "src": {"type": "path"},
             "staging_dir": {"type": "path", "default": "/var/lib/airlift/staging"},
             "keep_archive": {"type": "bool", "default": False},
+            "take_over": {"type": "bool", "default": False},
             "state_file": {"type": "path", "default": "/var/lib/airlift/state/images.json"},
         },
         required_if=[("state", "loaded", ("image",))],

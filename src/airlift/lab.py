@@ -159,6 +159,10 @@ def ensure_host_image(force: bool = False) -> str:
         # Host keys are made per host at `lab up`; baked ones would be shared by all.
         for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
             key.unlink()
+        # A non-root login with sudo, to exercise become as real sites use it.
+        (rootfs / "etc/sudoers.d/airlift-lab").chmod(0o440)
+        subprocess.run(["chroot", str(rootfs), "useradd", "--create-home", "--shell",
+                        "/bin/bash", "airlift"], check=True, capture_output=True)
         # sshd runs only in inetd mode over the exec pipe; no listener, no keygen unit.
         subprocess.run(["systemctl", f"--root={rootfs}", "mask", "ssh.service"],
                        check=True, capture_output=True)

@@ -50,6 +50,9 @@ def provision(hosts: list[str]) -> None:
         "grep -qxF \"$key\" /root/.ssh/authorized_keys "
         "|| echo \"$key\" >> /root/.ssh/authorized_keys; "
         "chmod 0600 /root/.ssh/authorized_keys; "
+        "install -d -m 0700 -o airlift -g airlift ~airlift/.ssh; "
+        "cp /root/.ssh/authorized_keys ~airlift/.ssh/authorized_keys; "
+        "chown airlift:airlift ~airlift/.ssh/authorized_keys; "
         "cat /etc/ssh/ssh_host_ed25519_key.pub"
     )
     known = {}
