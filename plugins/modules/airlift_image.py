@@ -66,13 +66,7 @@ EXAMPLES = r"""
 - name: Load an archive carried to the host by hand
   airlift_image:
     src: /media/usb/sentiment.tar
-    take_over:
-    description: C(src) was uploaded by a non-root connection user - copy it into the
-      root-only staging directory while hashing it (the uploader cannot change what is
-      loaded), remove it, and load the copy.
-    type: bool
-    default: false
-  keep_archive: true
+    keep_archive: true
     image:
       ref: mcr.microsoft.com/azure-cognitive-services/textanalytics/sentiment:latest
       id: sha256:0f143e5d321b371aea333360db3697a2d8e1d4eb72cff1a127c1ec9d13f7d7cc
