@@ -44,4 +44,5 @@ class FilterModule:
             "airlift_stale_units": deploy.stale_units,
             "airlift_slurped_state": slurped_state,
             "airlift_k8s_env_name": k8s_env_name,
+            "airlift_describe_services": deploy.describe_all,
         }

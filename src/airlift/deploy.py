@@ -13,6 +13,31 @@ class DeployError(ValueError):
     """A service cannot be deployed yet; the message says what to run first."""
 
 
+def describe(service: Mapping[str, Any], entry: Mapping[str, Any],
+             default_ready_timeout: int) -> dict[str, Any]:
+    """What every rendering of a service shares (systemd, Kubernetes, compose)."""
+    memory_mb = to_mb(service.get("memory") or entry["memory"]["minimum"])
+    return {
+        "name": service["name"],
+        "title": entry.get("title", service["catalog"]),
+        "image": entry["image"],
+        "cpus": service.get("cpus") or entry["cores"]["minimum"],
+        # docker's and podman's --memory accept the same form; normalise to MiB.
+        "memory": f"{memory_mb}m",
+        "memory_mb": memory_mb,
+        "port": service["port"],
+        "ready_timeout": int(entry.get("ready_timeout", default_ready_timeout)),
+        "settings": {**(entry.get("settings") or {}), **(service.get("settings") or {})},
+        "owner": entry.get("mount_owner") or 0,
+    }
+
+
+def describe_all(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
+                 default_ready_timeout: int = 120) -> list[dict[str, Any]]:
+    return [describe(service, catalog[service["catalog"]], default_ready_timeout)
+            for service in services]
+
+
 def units(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
           state: Mapping[str, Any], license_dir: str, output_dir: str,
           default_ready_timeout: int) -> list[dict[str, Any]]:
@@ -32,19 +57,11 @@ def units(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
         if image is None or lic is None:
             continue
         out.append({
-            "name": name,
-            "title": entry.get("title", service["catalog"]),
+            **describe(service, entry, default_ready_timeout),
             "image_id": image["id"].split(":", 1)[-1],
             "license_sha256": lic["sha256"],
-            "cpus": service.get("cpus", entry["cores"]["minimum"]),
-            # docker's and podman's --memory accept the same form; normalise to MiB.
-            "memory": f"{to_mb(service.get('memory', entry['memory']['minimum']))}m",
-            "port": service["port"],
-            "ready_timeout": int(entry.get("ready_timeout", default_ready_timeout)),
-            "settings": {**(entry.get("settings") or {}), **(service.get("settings") or {})},
             "license_dir": f"{license_dir}/{name}",
             "output_dir": f"{output_dir}/{name}",
-            "owner": entry.get("mount_owner") or 0,
         })
     if problems:
         raise DeployError("; ".join(problems))

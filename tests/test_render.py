@@ -1,0 +1,67 @@
+"""Kubernetes and compose renderings of the example inventory, parsed and checked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from airlift.units import to_mb
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rendered")
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    proc = subprocess.run(["ansible-playbook", "-i", "inventories/example",
+                           "playbooks/render.yml", "-e", f"airlift_render_dir={out}"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    return out / "north-ai-01.enclave.local"
+
+
+def test_kubernetes_deployments_follow_the_contract(rendered):
+    docs = [doc for doc in yaml.safe_load_all((rendered / "kubernetes.yml").read_text()) if doc]
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    assert set(deployments) == set(services) == {"airlift-sentiment", "airlift-language"}
+    container = deployments["airlift-sentiment"]["spec"]["template"]["spec"]["containers"][0]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env == {"Eula": "accept", "Mounts__License": "/license", "Mounts__Output": "/output"}
+    assert not [name for name in env if ":" in name]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": 5000}
+    assert container["resources"]["limits"] == {"cpu": "4", "memory": f"{to_mb('8g')}Mi"}
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/license"]["readOnly"] is True
+    volumes = deployments["airlift-sentiment"]["spec"]["template"]["spec"]["volumes"]
+    assert {v["name"]: v["hostPath"]["path"] for v in volumes} == {
+        "license": "/var/lib/airlift/licenses/sentiment",
+        "output": "/var/lib/airlift/output/sentiment"}
+    assert services["airlift-language"]["spec"]["ports"][0] == {
+        "name": "http", "port": 5001, "targetPort": 5000}
+
+
+def test_compose_file_matches_the_units(rendered):
+    compose = yaml.safe_load((rendered / "compose.yml").read_text())["services"]
+    assert set(compose) == {"sentiment", "language"}
+    sentiment = compose["sentiment"]
+    assert sentiment["ports"] == ["0.0.0.0:5000:5000"]
+    assert sentiment["command"][:3] == ["Eula=accept", "Mounts:License=/license",
+                                        "Mounts:Output=/output"]
+    assert "/var/lib/airlift/licenses/sentiment:/license:ro" in sentiment["volumes"]
+    assert sentiment["restart"] == "always" and sentiment["cpus"] == 4
+
+
+def test_setting_names_convert_for_kubernetes():
+    from importlib import util
+
+    spec = util.spec_from_file_location("f", ROOT / "plugins/filter/airlift_deploy.py")
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.k8s_env_name("Mounts:License") == "Mounts__License"
+    assert module.k8s_env_name("Logging:Console:LogLevel:Default") == \
+        "Logging__Console__LogLevel__Default"
+    assert module.k8s_env_name("Eula") == "Eula"
