@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +14,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 sys.path.insert(0, str(ROOT / "lab" / "simulator"))
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "lab" / "containers.conf"))
+
+
+def run_playbook(playbook: str, *args: str, inventory: str = "inventories/lab",
+                 json_output: bool = False) -> subprocess.CompletedProcess:
+    """ansible-playbook from the project root, optionally with the JSON stdout callback."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    if json_output:
+        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
+    return subprocess.run(["ansible-playbook", "-i", inventory, playbook, *args],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
 
 
 def free_port() -> int:

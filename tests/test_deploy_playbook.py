@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import run_playbook
 
 from airlift import lab, podman
 
@@ -16,11 +15,7 @@ pytestmark = pytest.mark.lab
 
 
 def run(playbook: str, *args: str, json_output: bool = False) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    if json_output:
-        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
-    return subprocess.run(["ansible-playbook", "-i", "inventories/lab", playbook, *args],
-                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    return run_playbook(playbook, *args, json_output=json_output)
 
 
 def on(host: str, *command: str, check: bool = True) -> str:

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, run_playbook
 
 from airlift import lab, podman
 
@@ -19,11 +19,7 @@ SENTIMENT = "localhost/airlift-sim/sentiment:1.0"
 
 
 def run(playbook: str, *args: str, json_output: bool = False) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    if json_output:
-        env["ANSIBLE_STDOUT_CALLBACK"] = "ansible.posix.json"
-    return subprocess.run(["ansible-playbook", "-i", "inventories/lab", playbook, *args],
-                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    return run_playbook(playbook, *args, json_output=json_output)
 
 
 def task_results(proc: subprocess.CompletedProcess, task_name: str) -> dict[str, dict]:

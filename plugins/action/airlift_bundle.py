@@ -70,42 +70,37 @@ problems:
 """
 
 from pathlib import Path
-from typing import Any
-
-from ansible.plugins.action import ActionBase
+from typing import Any, ClassVar
 
 from airlift import bundle, stage
+from airlift.controller_action import ControllerAction
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+class ActionModule(ControllerAction):
+    ARGUMENT_SPEC: ClassVar[dict[str, dict[str, Any]]] = {
+        "path": {"type": "path", "required": True},
+        "state": {"type": "str", "choices": ["sealed", "verified"], "default": "verified"},
+        "key": {"type": "path", "required": True},
+        "images": {"type": "list", "elements": "dict", "default": []},
+        "licenses": {"type": "list", "elements": "dict", "default": []},
+        "hash_cache": {"type": "bool", "default": True},
+    }
 
-    def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None,
-            ) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec={
-            "path": {"type": "path", "required": True},
-            "state": {"type": "str", "choices": ["sealed", "verified"], "default": "verified"},
-            "key": {"type": "path", "required": True},
-            "images": {"type": "list", "elements": "dict", "default": []},
-            "licenses": {"type": "list", "elements": "dict", "default": []},
-            "hash_cache": {"type": "bool", "default": True},
-        })
+    def act(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         root, key = Path(args["path"]), Path(args["key"])
         try:
             if args["state"] == "sealed":
                 if self._task.check_mode:
-                    return {**result, "changed": True, "problems": [],
+                    return {"changed": True, "problems": [],
                             "msg": "would seal the bundle"}
                 changed, manifest = stage.seal(root, args["images"], args["licenses"], key)
-                return {**result, "changed": changed, "manifest": manifest, "problems": []}
+                return {"changed": changed, "manifest": manifest, "problems": []}
             checked = bundle.verify(root, key, bundle.default_hash_cache()
                                     if args["hash_cache"] else None)
         except (bundle.BundleError, OSError) as exc:
-            return {**result, "failed": True, "msg": str(exc), "problems": [str(exc)]}
+            return {"failed": True, "msg": str(exc), "problems": [str(exc)]}
         if not checked.ok:
-            return {**result, "failed": True, "problems": checked.problems,
+            return {"failed": True, "problems": checked.problems,
                     "msg": f"bundle {root} refused, {len(checked.problems)} problem(s): "
                            + "; ".join(checked.problems)}
-        return {**result, "changed": False, "manifest": checked.manifest, "problems": []}
+        return {"changed": False, "manifest": checked.manifest, "problems": []}

@@ -55,30 +55,25 @@ failures:
 """
 
 from pathlib import Path
-from typing import Any
-
-from ansible.plugins.action import ActionBase
+from typing import Any, ClassVar
 
 from airlift.compliance import from_hostvars, write_reports
+from airlift.controller_action import ControllerAction
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+class ActionModule(ControllerAction):
+    ARGUMENT_SPEC: ClassVar[dict[str, dict[str, Any]]] = {
+        "expected_hosts": {"type": "list", "elements": "str", "required": True},
+        "results_var": {"type": "str", "required": True},
+        "dest": {"type": "path", "required": True},
+    }
 
-    def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None,
-            ) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec={
-            "expected_hosts": {"type": "list", "elements": "str", "required": True},
-            "results_var": {"type": "str", "required": True},
-            "dest": {"type": "path", "required": True},
-        })
+    def act(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         dest = Path(args["dest"])
         rows = from_hostvars(args["expected_hosts"], task_vars["hostvars"], args["results_var"])
         written = write_reports(dest, dest.parent.name, rows)
         hosts = written["summary"]["hosts"]
-        result.update(
+        return dict(
             changed=False,
             files=written["files"],
             failures=written["failures"],
@@ -89,4 +84,3 @@ class ActionModule(ActionBase):
                 *written["failures"],
             ],
         )
-        return result

@@ -49,31 +49,26 @@ image:
 """
 
 from pathlib import Path
-from typing import Any
-
-from ansible.plugins.action import ActionBase
+from typing import Any, ClassVar
 
 from airlift import stage
+from airlift.controller_action import ControllerAction
 
 
-class ActionModule(ActionBase):
-    TRANSFERS_FILES = False
-    _requires_connection = False
+class ActionModule(ControllerAction):
+    ARGUMENT_SPEC: ClassVar[dict[str, dict[str, Any]]] = {
+        "ref": {"type": "str", "required": True},
+        "catalog": {"type": "str", "required": True},
+        "bundle_dir": {"type": "path", "required": True},
+        "format": {"type": "str", "choices": ["docker-archive", "oci-archive"],
+                   "default": "docker-archive"},
+    }
 
-    def run(self, tmp: str | None = None, task_vars: dict[str, Any] | None = None,
-            ) -> dict[str, Any]:
-        result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec={
-            "ref": {"type": "str", "required": True},
-            "catalog": {"type": "str", "required": True},
-            "bundle_dir": {"type": "path", "required": True},
-            "format": {"type": "str", "choices": ["docker-archive", "oci-archive"],
-                       "default": "docker-archive"},
-        })
+    def act(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         try:
             changed, image = stage.save_image(args["ref"], Path(args["bundle_dir"]),
                                               args["catalog"], args["format"],
                                               check_mode=self._task.check_mode)
         except RuntimeError as exc:
-            return {**result, "failed": True, "msg": str(exc)}
-        return {**result, "changed": changed, "image": image}
+            return {"failed": True, "msg": str(exc)}
+        return {"changed": changed, "image": image}
