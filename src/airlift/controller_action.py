@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any, ClassVar
 
 from ansible.plugins.action import ActionBase
@@ -24,5 +25,6 @@ class ControllerAction(ActionBase):
         _, args = self.validate_argument_spec(argument_spec=self.ARGUMENT_SPEC)
         return {**result, **self.act(args, task_vars or {})}
 
+    @abstractmethod
     def act(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        """Do the work with validated arguments; return the task result."""
