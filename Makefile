@@ -31,6 +31,7 @@ lint: setup
 	ansible-lint
 
 molecule: images
+	airlift lab reap
 	molecule test --all
 
 clean-lab: setup

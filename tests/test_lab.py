@@ -114,6 +114,46 @@ def test_second_up_changes_nothing_and_reboot_keeps_disk(fleet):
                       check=False).stdout.strip() in {"running", "degraded"}
 
 
+def test_host_whose_processes_were_killed_behind_podmans_back_is_recreated(fleet):
+    # What a machine's stop does: conmon and the host's init die together, no exit file
+    # is written and podman keeps calling the host running.
+    name = fleet[-1]
+    pids = podman.run(["inspect", "--format", "{{.State.ConmonPid}} {{.State.Pid}}", name])
+    for pid in pids.stdout.split():
+        os.kill(int(pid), 9)
+    assert podman.is_stale(name)
+    assert "stale" in airlift("lab", "status").stdout
+    proc = airlift("lab", "up", str(len(fleet)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "processes are gone" in proc.stdout
+    assert not podman.is_stale(name)
+    assert podman.run(["exec", name, "systemctl", "is-system-running"],
+                      check=False).stdout.strip() in {"running", "degraded"}
+    ping = ansible("inventories/lab", "-m", "ansible.builtin.ping")
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+def test_reap_removes_only_stale_project_containers(fleet, sim_images):
+    live = "airlift-test-reap-live"
+    dead = "airlift-test-reap-dead"
+    image = sim_images["sentiment"]
+    try:
+        for name in (live, dead):
+            podman.run(["run", "--detach", "--name", name, "--network", "none",
+                        "--entrypoint", "sleep", image, "600"])
+        pids = podman.run(["inspect", "--format", "{{.State.ConmonPid}} {{.State.Pid}}", dead])
+        for pid in pids.stdout.split():
+            os.kill(int(pid), 9)
+        proc = airlift("lab", "reap")
+        assert proc.returncode == 0, proc.stderr
+        assert "1 stale container(s) removed" in proc.stdout
+        assert podman.container_state(dead) is None
+        assert podman.container_state(live) == "running"
+        assert all(podman.container_state(name) == "running" for name in fleet)
+    finally:
+        podman.run(["rm", "--force", "--time", "0", live, dead], check=False)
+
+
 def test_missing_podman_is_named_with_the_fix(tmp_path):
     env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
     proc = airlift("lab", "up", "1", env=env)

@@ -45,6 +45,12 @@ def cmd_lab_status(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lab_reap(_: argparse.Namespace) -> int:
+    stale = lab.reap()
+    print(f"{len(stale)} stale container(s) removed")
+    return EXIT_OK
+
+
 def cmd_lab_images(args: argparse.Namespace) -> int:
     print(f"host image: {lab.ensure_host_image(force=args.force)}")
     images = lab.ensure_simulator_images(version=args.version, services=args.service or None,
@@ -121,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_lab_up)
     lab_verbs.add_parser("down", help="remove every lab host").set_defaults(func=cmd_lab_down)
     lab_verbs.add_parser("status", help="list lab hosts").set_defaults(func=cmd_lab_status)
+    lab_verbs.add_parser("reap", help="remove airlift-* containers whose processes are gone"
+                         ).set_defaults(func=cmd_lab_reap)
     images = lab_verbs.add_parser("images", help="build (or reuse) host and simulator images")
     images.add_argument("--version", default="1.0", help="simulator image version tag")
     images.add_argument("--service", action="append", help="only this service type")

@@ -283,8 +283,9 @@ def fleet() -> list[dict[str, str]]:
     hosts = []
     for entry in podman.containers_with_label(FLEET_LABEL):
         names = entry.get("Names") or []
-        hosts.append({"name": names[0] if names else entry["Id"][:12],
-                      "state": entry.get("State", "unknown"), "image": entry.get("Image", "")})
+        name = names[0] if names else entry["Id"][:12]
+        state = "stale" if podman.is_stale(name) else entry.get("State", "unknown")
+        hosts.append({"name": name, "state": state, "image": entry.get("Image", "")})
     return sorted(hosts, key=lambda host: host["name"])
 
 
@@ -302,6 +303,27 @@ def wait_for_systemd(name: str, timeout: float = 90) -> str:
                    f"see `podman logs {name}`")
 
 
+def remove_stale(name: str, consequence: str) -> None:
+    """Remove a container whose processes died behind podman's back."""
+    say(f"{name}: podman records it as up but its processes are gone (killed with "
+        f"conmon); {consequence}")
+    # The first stop only moves podman's record to "stopping"; then rm can go.
+    podman.run(["stop", "--time", "0", name], check=False)
+    podman.run(["rm", "--force", name])
+
+
+def reap(prefix: str = "airlift-") -> list[str]:
+    """Remove stale containers of this project (lab hosts, molecule instances).
+
+    Molecule's own destroy cannot remove them, so `make molecule` reaps first.
+    """
+    out = podman.run(["ps", "--format", "{{.Names}}"]).stdout.split()
+    stale = [name for name in out if name.startswith(prefix) and podman.is_stale(name)]
+    for name in stale:
+        remove_stale(name, "removing it")
+    return stale
+
+
 def up(count: int = 3) -> list[str]:
     """Start `count` hosts; running ones are left alone, stopped ones are started."""
     if count < 1:
@@ -310,6 +332,8 @@ def up(count: int = 3) -> list[str]:
     image = ensure_host_image()
     changed = []
     for name in host_names(count):
+        if podman.is_stale(name):
+            remove_stale(name, "recreating it from the image, its disk is lost")
         state = podman.container_state(name)
         if state == "running":
             continue

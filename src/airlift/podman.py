@@ -69,6 +69,19 @@ def container_state(name: str) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+def is_stale(name: str) -> bool:
+    """True when podman records the container as up but its processes are gone.
+
+    Happens when every process on the machine is killed at once (conmon with the
+    container), so no exit file is written and podman keeps the old state; such a
+    container can be neither exec'd into, started nor stopped, only removed.
+    """
+    state = container_state(name)
+    if state not in {"running", "stopping", "paused"}:
+        return False
+    return run(["exec", name, "true"], check=False).returncode != 0
+
+
 def containers_with_label(label: str) -> list[dict[str, Any]]:
     out = run(["ps", "-a", "--filter", f"label={label}", "--format", "json"]).stdout
     return json.loads(out or "[]")
