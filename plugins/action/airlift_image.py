@@ -55,6 +55,14 @@ class ActionModule(ActionBase):
         result.update(changed=bool(probe.get("changed")), present=probe["present"],
                       discarded=probe["discarded"], transferred_bytes=0, loaded=[],
                       would_transfer=[])
+        for item in probe.get("unrecorded", []):
+            # Present already: the module tags and records it, nothing is transferred.
+            recorded = self._execute_module(MODULE, task_vars=task_vars, module_args={
+                **common, "state": "loaded",
+                "image": {key: by_id[item["id"]][key] for key in ("id", "ref", "sha256", "size")}})
+            if recorded.get("failed"):
+                return {**result, **recorded}
+            result["changed"] |= bool(recorded.get("changed"))
         for image in missing:
             if self._task.check_mode:
                 result["would_transfer"].append({"ref": image["ref"], "size": image["size"]})

@@ -109,6 +109,40 @@ def tag(engine: str, image_id: str, ref: str) -> None:
         raise RuntimeError(f"{engine} tag {ref} failed: {proc.stderr.strip()}")
 
 
+def containers_using(engine: str, image_id: str) -> list[str]:
+    """Names of containers (running or not) made from this image."""
+    proc = subprocess.run([engine, "ps", "--all", "--filter", f"ancestor={short_id(image_id)}",
+                           "--format", "{{.Names}}"], capture_output=True, text=True, check=False)
+    return proc.stdout.split()
+
+
+def remove_image(engine: str, image_id: str) -> None:
+    """Remove an image and every tag of it; never forced, so one in use stays."""
+    image_id = short_id(image_id)
+    proc = subprocess.run([engine, "image", "inspect", "--format", "{{json .RepoTags}}",
+                           image_id], capture_output=True, text=True, check=False)
+    tags = (json.loads(proc.stdout or "null") or []) if proc.returncode == 0 else []
+    # Removing tag by tag works for both engines; the last one takes the image along.
+    for ref in [*tags, image_id]:
+        if not present_ids(engine, [image_id]):
+            return
+        done = subprocess.run([engine, "rmi", ref], capture_output=True, text=True,
+                              check=False)
+        if done.returncode != 0 and present_ids(engine, [image_id]) and ref == image_id:
+            raise RuntimeError(f"{engine} rmi {image_id} failed: {done.stderr.strip()}")
+
+
+def forget_images(path: str, image_ids: list[str]) -> None:
+    """Drop removed images from the state file."""
+    gone = {short_id(image_id) for image_id in image_ids}
+    state = read_state(path)
+    images = state.get("images") or {}
+    kept = {ref: entry for ref, entry in images.items() if short_id(entry["id"]) not in gone}
+    if kept != images:
+        state["images"] = kept
+        write_state(path, state)
+
+
 def read_state(path: str) -> dict:
     try:
         with open(path) as handle:

@@ -16,12 +16,16 @@ description:
   - The airlift_image action plugin (same name) transfers archives from the bundle and
     calls this module; the module can also be used alone for archives carried to a host.
   - Records loaded images in a state file on the host.
+  - C(state=absent) removes the given image IDs with all their tags, unless a container
+    still uses one (never forced), and drops them from the state file; a rotation calls
+    it for the images it replaced, once the new ones answer /ready.
 version_added: "0.1.0"
 options:
   state:
-    description: C(query) reports what is present; C(loaded) makes one image present.
+    description: C(query) reports what is present; C(loaded) makes one image present;
+      C(absent) removes images no container uses.
     type: str
-    choices: [query, loaded]
+    choices: [query, loaded, absent]
     default: loaded
   engine:
     description: Container engine.
@@ -29,7 +33,8 @@ options:
     choices: [podman, docker]
     default: podman
   images:
-    description: Images to ask about (C(state=query)); each has C(id) and C(ref).
+    description: Images to ask about (C(state=query)), each with C(id) and C(ref); or
+      to remove (C(state=absent)), each with C(id).
     type: list
     elements: dict
     default: []
@@ -63,6 +68,12 @@ author:
 """
 
 EXAMPLES = r"""
+- name: Remove images a rotation replaced
+  airlift_image:
+    state: absent
+    images:
+      - id: sha256:0f143e5d321b371aea333360db3697a2d8e1d4eb72cff1a127c1ec9d13f7d7cc
+
 - name: Load an archive carried to the host by hand
   airlift_image:
     src: /media/usb/sentiment.tar
@@ -83,6 +94,10 @@ missing:
   description: Images the engine lacks (query).
   returned: state=query
   type: list
+unrecorded:
+  description: Images the engine has that the state file does not record (query).
+  returned: state=query
+  type: list
 discarded:
   description: Temporary files of interrupted transfers that were removed (query).
   returned: state=query
@@ -95,6 +110,14 @@ loaded:
   description: Whether an archive was loaded by this call.
   returned: state=loaded
   type: bool
+removed:
+  description: Image IDs removed (or that would be, in check mode).
+  returned: state=absent
+  type: list
+in_use:
+  description: Image IDs kept because a container still uses them, with its names.
+  returned: state=absent
+  type: dict
 """
 
 import os
@@ -103,10 +126,13 @@ import time
 
 from ansible.module_utils.airlift_images import (
     PARTIAL_SUFFIX,
+    containers_using,
+    forget_images,
     load_archive,
     present_ids,
     read_state,
     ref_points_to,
+    remove_image,
     short_id,
     stale_partials,
     tag,
@@ -129,10 +155,14 @@ def query(module: AnsibleModule) -> None:
     staging = params["staging_dir"]
     while not os.path.exists(staging):
         staging = os.path.dirname(staging)
+    recorded = read_state(params["state_file"]).get("images") or {}
     module.exit_json(changed=bool(discarded),
                      present=sorted(present), discarded=discarded,
                      free_bytes=shutil.disk_usage(staging).free,
-                     missing=[image for image in images if image["id"] not in present])
+                     missing=[image for image in images if image["id"] not in present],
+                     # Present but not recorded (a rollback put the state file back).
+                     unrecorded=[image for image in images if image["id"] in present
+                                 and not is_recorded(recorded, image)])
 
 
 def loaded(module: AnsibleModule) -> None:
@@ -145,7 +175,12 @@ def loaded(module: AnsibleModule) -> None:
         if src and src.endswith(PARTIAL_SUFFIX) and os.path.exists(src):
             os.unlink(src)
         if ref_points_to(engine, image["ref"], image["id"]):
-            module.exit_json(changed=False, loaded=False, msg="image already present")
+            recorded = read_state(params["state_file"]).get("images") or {}
+            if is_recorded(recorded, image):
+                module.exit_json(changed=False, loaded=False, msg="image already present")
+            if not module.check_mode:
+                record(params["state_file"], image)
+            module.exit_json(changed=True, loaded=False, msg="recorded the present image")
         # Present under another name (or a tag failed last time): tag and record it.
         if not module.check_mode:
             try:
@@ -193,6 +228,33 @@ def loaded(module: AnsibleModule) -> None:
     module.exit_json(changed=True, loaded=True, id=short_id(image["id"]), msg=output)
 
 
+def absent(module: AnsibleModule) -> None:
+    params = module.params
+    engine = params["engine"]
+    wanted = [image["id"] for image in params["images"]]
+    present = present_ids(engine, wanted)
+    removed, in_use = [], {}
+    for image_id in sorted(present):
+        users = containers_using(engine, image_id)
+        if users:
+            in_use[image_id] = users
+            continue
+        removed.append(image_id)
+        if not module.check_mode:
+            try:
+                remove_image(engine, image_id)
+            except RuntimeError as exc:
+                module.fail_json(msg=str(exc), removed=removed[:-1])
+    if not module.check_mode:
+        forget_images(params["state_file"], removed)
+    module.exit_json(changed=bool(removed), removed=removed, in_use=in_use)
+
+
+def is_recorded(recorded: dict, image: dict) -> bool:
+    entry = recorded.get(image["ref"]) or {}
+    return short_id(entry.get("id", "")) == short_id(image["id"])
+
+
 def record(state_file: str, image: dict) -> None:
     state = read_state(state_file)
     state.setdefault("images", {})[image["ref"]] = {
@@ -203,7 +265,8 @@ def record(state_file: str, image: dict) -> None:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "state": {"type": "str", "choices": ["query", "loaded"], "default": "loaded"},
+            "state": {"type": "str", "choices": ["query", "loaded", "absent"],
+                      "default": "loaded"},
             "engine": {"type": "str", "choices": ["podman", "docker"], "default": "podman"},
             "images": {"type": "list", "elements": "dict", "default": []},
             "image": {"type": "dict"},
@@ -218,6 +281,8 @@ def main() -> None:
     )
     if module.params["state"] == "query":
         query(module)
+    if module.params["state"] == "absent":
+        absent(module)
     loaded(module)
 
 
