@@ -19,7 +19,7 @@ MANIFEST = "manifest.json"
 UNIT_PATTERN = "airlift-*.service"
 # Licenses kept aside by airlift_license and files still being written are not state.
 SKIPPED_LICENSE_PATTERNS = ("*.previous-*", "*.partial")
-STATE_FILES = ("images.json", "licenses.json")
+STATE_FILES = ("images.json", "licenses.json", "services.json")
 
 
 def sha256_file(path: str) -> str:

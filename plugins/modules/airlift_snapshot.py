@@ -37,7 +37,7 @@ options:
     type: path
     default: /var/lib/airlift/licenses
   state_dir:
-    description: Directory of the images.json and licenses.json state files.
+    description: Directory of the images.json, licenses.json and services.json state files.
     type: path
     default: /var/lib/airlift/state
   engine:

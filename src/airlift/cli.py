@@ -4,6 +4,7 @@ is required to use the playbooks with plain `ansible-playbook`."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import shlex
 import subprocess
@@ -11,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from airlift import __version__, bundle, lab, podman
+from airlift import __version__, bundle, lab, podman, usage, usage_report
 from airlift.paths import project_root
 
 EXIT_OK = 0
@@ -89,6 +90,15 @@ def cmd_bundle_verify(args: argparse.Namespace) -> int:
     return EXIT_FAILED
 
 
+def cmd_report_merge(args: argparse.Namespace) -> int:
+    """Merge usage reports collected separately; per (host, service) the newest wins."""
+    _, _, lines = usage_report.merge([Path(path) for path in args.run_dirs], Path(args.out),
+                                     commitment_file=args.commitment_file,
+                                     warn_percent=args.warn_percent)
+    print("\n".join(lines))
+    return EXIT_OK
+
+
 def run_playbook(playbook: str, inventory: str, extra: Sequence[str] = ()) -> int:
     """Run a playbook from the project root, printing the equivalent command first."""
     cmd = ["ansible-playbook", "-i", inventory, playbook, *extra]
@@ -99,19 +109,24 @@ def run_playbook(playbook: str, inventory: str, extra: Sequence[str] = ()) -> in
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The embedded default: lab fleet, simulator images, rollout, reports."""
+    """The embedded default: lab fleet, simulator images, rollout, usage, reports."""
     lab.up(args.hosts)
     lab.ensure_simulator_images()
+    # One run id for the rollout and the collection: all reports land in one folder.
+    run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    same_run = ["-e", f"airlift_run_id={run_id}"]
     rc = run_playbook("playbooks/stage.yml", "inventories/lab")
     if rc == EXIT_OK:
-        rc = run_playbook("site.yml", "inventories/lab")
-    reports = project_root() / "reports"
-    print(f"\nairlift demo finished with exit code {rc}; reports are under {reports}/")
-    if reports.is_dir():
-        for run in sorted(reports.iterdir())[-1:]:
-            for path in sorted(run.rglob("*")):
-                if path.is_file():
-                    print(f"  {path}")
+        rc = run_playbook("site.yml", "inventories/lab", same_run)
+    if rc == EXIT_OK:
+        rc = run_playbook("playbooks/collect_usage.yml", "inventories/lab", same_run)
+    run_dir = project_root() / "reports" / run_id
+    print(f"\nairlift demo finished with exit code {rc}; reports of this run are in {run_dir}/")
+    if run_dir.is_dir():
+        for path in sorted(run_dir.rglob("*")):
+            if path.is_file() and "raw" not in path.parts:
+                print(f"  {path.relative_to(run_dir)}")
+        print(f"  ... and the raw usage records, by sha256, in {run_dir / 'usage' / 'raw'}/")
     return rc
 
 
@@ -153,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="hash every file even if unchanged since its last verification")
     verify.set_defaults(func=cmd_bundle_verify)
 
+    report_parser = verbs.add_parser("report", help="usage reports")
+    report_verbs = report_parser.add_subparsers(dest="report_verb", required=True)
+    merge = report_verbs.add_parser("merge", help="merge usage reports of separate runs")
+    merge.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                       help="run directory holding usage-report.json (or the file)")
+    merge.add_argument("--out", required=True, help="directory for the merged report")
+    merge.add_argument("--commitment-file", help="YAML: service -> year -> purchased units")
+    merge.add_argument("--warn-percent", type=float, default=80.0,
+                       help="warn when a commitment's used share reaches it (80)")
+    merge.set_defaults(func=cmd_report_merge)
+
     demo = verbs.add_parser("demo", help="build the lab and run the main job on it")
     demo.add_argument("--hosts", type=int, default=3)
     demo.set_defaults(func=cmd_demo)
@@ -164,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("CONTAINERS_CONF", str(project_root() / "lab" / "containers.conf"))
     try:
         return args.func(args)
-    except (lab.LabError, bundle.BundleError) as exc:
+    except (lab.LabError, bundle.BundleError, usage.UsageError) as exc:
         print(f"airlift: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except podman.PodmanError as exc:

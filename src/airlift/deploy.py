@@ -19,6 +19,7 @@ def describe(service: Mapping[str, Any], entry: Mapping[str, Any],
     memory_mb = to_mb(service.get("memory") or entry["memory"]["minimum"])
     return {
         "name": service["name"],
+        "catalog": service["catalog"],
         "title": entry.get("title", service["catalog"]),
         "image": entry["image"],
         "cpus": service.get("cpus") or entry["cores"]["minimum"],

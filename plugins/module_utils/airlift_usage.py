@@ -1,0 +1,112 @@
+# Apache-2.0
+"""Host-side usage collection shared by the airlift_usage module and its tests.
+
+Usage is read only through the containers' own endpoints; the Output directory is
+opaque: it is archived as it is (read-only, never modified) so the raw records travel
+with the totals as evidence. The archive is deterministic (sorted members, no gzip
+timestamp), so collecting an unchanged directory twice gives the same sha256.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import json
+import os
+import socket
+import tarfile
+import time
+import urllib.error
+import urllib.request
+
+PARTIAL_SUFFIX = ".partial"
+
+
+def month_window(count: int, today: dt.date | None = None) -> list[str]:
+    """This month and the count-1 before it, newest first, as YYYY-MM."""
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    year, month = today.year, today.month
+    out = []
+    for _ in range(count):
+        out.append(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return out
+
+
+def month_path(month: str) -> str:
+    """YYYY-MM -> the endpoint's /records/usage-logs/MM/YYYY."""
+    year, number = month.split("-")
+    return f"/records/usage-logs/{number}/{year}"
+
+
+def get_json(port: int, path: str, timeout: float = 10) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as reply:
+        return json.loads(reply.read().decode())
+
+
+def is_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=3) as reply:
+            return reply.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def wait_ready(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_ready(port):
+            return True
+        time.sleep(1)
+    return False
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def query(port: int, months: list[str]) -> dict:
+    """All-time totals and each month's, straight from the service's endpoints."""
+    return {"all_time": get_json(port, "/records/usage-logs/"),
+            "months": {month: get_json(port, month_path(month)) for month in months}}
+
+
+def archive_dir(source: str, dest_dir: str) -> dict:
+    """Archive a directory to DEST_DIR/<sha256>.tar.gz; return path, sha256, size.
+
+    Written to a temporary name while hashed, renamed when complete: a file with the
+    final name is always a whole archive.
+    """
+    os.makedirs(dest_dir, mode=0o700, exist_ok=True)
+    partial = os.path.join(dest_dir, f".{os.getpid()}-{time.monotonic_ns()}.tar.gz"
+                           + PARTIAL_SUFFIX)
+    # No name and no time in the gzip header: same content, same bytes.
+    with open(partial, "wb") as raw, \
+            gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped, \
+            tarfile.open(fileobj=zipped, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for path in sorted_tree(source):
+            tar.add(path, arcname=os.path.relpath(path, os.path.dirname(source)),
+                    recursive=False)
+    with open(partial, "rb+") as written:
+        os.fsync(written.fileno())
+    digest = hashlib.sha256()
+    with open(partial, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    sha256 = digest.hexdigest()
+    final = os.path.join(dest_dir, f"{sha256}.tar.gz")
+    os.replace(partial, final)
+    return {"path": final, "sha256": sha256, "size": os.path.getsize(final)}
+
+
+def sorted_tree(root: str) -> list[str]:
+    """The directory and everything under it, in a stable order."""
+    out = [root]
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        out.extend(os.path.join(folder, name) for name in dirs)
+        out.extend(os.path.join(folder, name) for name in sorted(files))
+    return sorted(out)

@@ -1,0 +1,181 @@
+#!/usr/bin/python
+# Apache-2.0
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: airlift_usage
+short_description: Read each service's usage endpoints and archive its Output directory
+description:
+  - For every service, asks its own endpoints for the all-time totals
+    (C(/records/usage-logs/)) and for each month of the window
+    (C(/records/usage-logs/MM/YYYY)).
+  - A service that is not running is still collected - a temporary instance of its
+    image is started on the same license and Output mounts on a free loopback port,
+    queried and removed; the result says C(collected_via=temporary).
+  - Archives each service's Output directory as it is (read-only, never modified or
+    deleted) into C(archive_dir)/<sha256>.tar.gz; the archive is deterministic, so an
+    unchanged directory gives the same name.
+  - A service that cannot be collected gets an C(error); the others are still returned.
+  - In check mode no temporary instance is started and no archive is written.
+version_added: "0.1.0"
+options:
+  services:
+    description: The host's services as the deploy role describes them (name, catalog,
+      port, image_id, license_dir, output_dir, ready_timeout, cpus, memory, settings).
+    type: list
+    elements: dict
+    required: true
+  months:
+    description: Months to query, as YYYY-MM; default this month and the ones before it.
+    type: list
+    elements: str
+  month_count:
+    description: How many months (this one included) when C(months) is not given.
+    type: int
+    default: 3
+  engine:
+    description: Container engine for temporary instances.
+    type: str
+    choices: [podman, docker]
+    default: podman
+  run_options:
+    description: Extra options for the temporary instances' run.
+    type: list
+    elements: str
+    default: []
+  eula:
+    description: The license terms' acceptance the containers need (C(accept)).
+    type: str
+    required: true
+  archive_dir:
+    description: Host directory for the Output archives (root-only).
+    type: path
+    default: /var/lib/airlift/usage-archives
+author:
+  - airlift developers
+"""
+
+EXAMPLES = r"""
+- name: Collect usage of this host's services
+  airlift_usage:
+    services: "{{ __airlift_deploy_units }}"
+    eula: accept
+    month_count: 3
+  register: usage
+"""
+
+RETURN = r"""
+collected:
+  description: Schema 1 usage of this host - collected_at and one entry per service
+    (name, catalog, collected_via, all_time, months, archive or error).
+  returned: always
+  type: dict
+"""
+
+import datetime as dt
+import subprocess
+
+from ansible.module_utils.airlift_usage import (
+    archive_dir,
+    free_loopback_port,
+    is_ready,
+    month_window,
+    query,
+    wait_ready,
+)
+from ansible.module_utils.basic import AnsibleModule
+
+
+def unit_active(name: str) -> bool:
+    proc = subprocess.run(["systemctl", "is-active", f"airlift-{name}.service"],
+                          capture_output=True, text=True, check=False)
+    return proc.stdout.strip() == "active"
+
+
+def temporary_run(module: AnsibleModule, service: dict, port: int) -> list[str]:
+    params = module.params
+    settings = [f"{key}={value}"
+                for key, value in sorted((service.get("settings") or {}).items())]
+    return [params["engine"], "run", "--detach", "--rm",
+            "--name", f"airlift-usage-{service['name']}",
+            "--publish", f"127.0.0.1:{port}:5000",
+            "--volume", f"{service['license_dir']}:/license:ro",
+            "--volume", f"{service['output_dir']}:/output",
+            *params["run_options"], service["image_id"],
+            f"Eula={params['eula']}", "Mounts:License=/license", "Mounts:Output=/output", *settings]
+
+
+def collect_temporarily(module: AnsibleModule, service: dict, months: list[str]) -> dict:
+    """Start the service's image on its mounts, query it, remove it."""
+    engine, name = module.params["engine"], f"airlift-usage-{service['name']}"
+    port = free_loopback_port()
+    started = subprocess.run(temporary_run(module, service, port), capture_output=True,
+                             text=True, check=False)
+    try:
+        if started.returncode != 0:
+            raise RuntimeError(f"could not start a temporary instance: {started.stderr.strip()}")
+        if not wait_ready(port, float(service.get("ready_timeout") or 120)):
+            logs = subprocess.run([engine, "logs", "--tail", "5", name], capture_output=True,
+                                  text=True, check=False)
+            raise RuntimeError("the temporary instance never answered /ready: "
+                               f"{(logs.stdout + logs.stderr).strip()}")
+        return query(port, months)
+    finally:
+        subprocess.run([engine, "rm", "--force", name], capture_output=True, check=False)
+
+
+def collect(module: AnsibleModule, service: dict, months: list[str]) -> dict:
+    entry = {"name": service["name"], "catalog": service.get("catalog", "")}
+    try:
+        if unit_active(service["name"]) and is_ready(int(service["port"])):
+            entry.update(collected_via="running", **query(int(service["port"]), months))
+        elif module.check_mode:
+            entry["error"] = "not running; check mode starts no temporary instance"
+            return entry
+        else:
+            entry.update(collected_via="temporary", **collect_temporarily(module, service, months))
+    except (OSError, ValueError, RuntimeError) as exc:
+        entry["error"] = str(exc)
+    if not module.check_mode:
+        try:
+            archive = archive_dir(service["output_dir"], module.params["archive_dir"])
+            entry["archive"] = {"path": f"raw/{archive['sha256']}.tar.gz",
+                                "sha256": archive["sha256"], "size": archive["size"],
+                                "host_path": archive["path"]}
+        except OSError as exc:
+            entry.setdefault("error", f"could not archive {service['output_dir']}: {exc}")
+    return entry
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "services": {"type": "list", "elements": "dict", "required": True},
+            "months": {"type": "list", "elements": "str"},
+            "month_count": {"type": "int", "default": 3},
+            "engine": {"type": "str", "choices": ["podman", "docker"], "default": "podman"},
+            "run_options": {"type": "list", "elements": "str", "default": []},
+            "eula": {"type": "str", "required": True},
+            "archive_dir": {"type": "path", "default": "/var/lib/airlift/usage-archives"},
+        },
+        supports_check_mode=True,
+    )
+    params = module.params
+    months = params["months"] or month_window(params["month_count"])
+    bad = [month for month in months if len(month) != 7 or month[4] != "-"
+           or not (month[:4] + month[5:]).isdigit() or not 1 <= int(month[5:]) <= 12]
+    if bad:
+        module.fail_json(msg=f"months must be YYYY-MM, not {', '.join(bad)}")
+    collected = {
+        "schema": 1,
+        "collected_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "months": months,
+        "services": [collect(module, service, months) for service in params["services"]],
+    }
+    # Reading usage changes nothing a re-run could converge; the archives are copies.
+    module.exit_json(changed=False, collected=collected)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""Usage aggregation, the report files and `airlift report merge`, from synthetic results."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gc
+import json
+import tracemalloc
+from collections import defaultdict
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from airlift import cli
+from airlift.usage import FAILED, NO_RESULT, UNREACHABLE, UsageAggregator, redact
+from airlift.usage_report import FILE_NAMES, text_summary, write_reports
+
+SERVICES = ("sentiment", "read", "speech")
+MONTHS = [f"2026-{month:02d}" for month in range(1, 13)]
+KEY = "0123456789abcdef" * 2
+
+
+def log(service: str, quantity: float) -> dict:
+    return {"apiType": "T", "serviceName": service,
+            "meters": [{"name": f"{service}.calls", "quantity": quantity}]}
+
+
+def usage(index: int, collected_at: str = "2026-12-31T12:00:00Z", scale: int = 1,
+          services: tuple[str, ...] = SERVICES, **extra: object) -> dict:
+    return {"schema": 1, "collected_at": collected_at, **extra, "services": [
+        {"name": name, "catalog": f"sim-{name}", "collected_via": "running",
+         "all_time": log(name, 12 * (index + 1) * scale),
+         "months": {month: log(name, (index + 1) * scale) for month in MONTHS},
+         "archive": {"path": f"raw/{name}-{index}.tar.gz", "sha256": "cd" * 32, "size": 5}}
+        for name in services]}
+
+
+def fleet(hosts: int, dest: Path) -> tuple[UsageAggregator, dict]:
+    """N reporting hosts plus one failed and one unreachable, reports written to DEST."""
+    agg = UsageAggregator()
+    agg.expect(f"host-{i:05d}" for i in range(hosts + 3))
+    for i in range(hosts):
+        agg.add_usage(f"host-{i:05d}", usage(i))
+    agg.mark(f"host-{hosts:05d}", FAILED, f"collect: could not start, ApiKey={KEY}")
+    agg.mark(f"host-{hosts + 1:05d}", UNREACHABLE, "ssh: connection refused")
+    header, _ = write_reports(agg, dest)
+    return agg, header
+
+
+def peak_memory(hosts: int, dest: Path) -> int:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        agg, _ = fleet(hosts, dest)
+        agg.close()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_stays_flat_as_hosts_grow(tmp_path):
+    """1,000 hosts x 3 services x 12 months: memory grows by bytes per host, not payload."""
+    small = peak_memory(100, tmp_path / "small")
+    large = peak_memory(1000, tmp_path / "large")
+    spool_bytes_per_host = len(json.dumps(usage(0)))
+    per_host = (large - small) / 900
+    print(f"peak 100 hosts {small} B, 1000 hosts {large} B, ratio {large / small:.2f}, "
+          f"{per_host:.0f} B per extra host (payload {spool_bytes_per_host} B)")
+    assert large / small < 3.5  # the data grew tenfold
+    assert per_host < spool_bytes_per_host / 5
+    report = json.loads((tmp_path / "large" / FILE_NAMES["json"]).read_text())
+    assert report["hosts_summary"] == {"expected": 1003, "reported": 1000, "failed": 2,
+                                       "unreachable": 1}
+    total = report["totals"]["read"]["meters"]["read.calls"]
+    assert total["all_time"] == 12 * sum(range(1, 1001)) and total["all_time_hosts"] == 1000
+    assert total["months"]["2026-06"] == sum(range(1, 1001))
+
+
+def test_failed_and_unreachable_hosts_are_listed_never_zero(tmp_path):
+    agg, header = fleet(3, tmp_path)
+    hosts = {entry["host"]: entry for entry in agg.iter_hosts()}
+    assert hosts["host-00003"] == {"host": "host-00003", "status": FAILED,
+                                   "reason": "collect: could not start, ApiKey=[redacted]"}
+    assert hosts["host-00004"]["status"] == UNREACHABLE
+    assert hosts["host-00005"] == {"host": "host-00005", "status": FAILED, "reason": NO_RESULT}
+    assert header["totals"]["sentiment"]["meters"]["sentiment.calls"]["all_time_hosts"] == 3
+    with (tmp_path / FILE_NAMES["csv"]).open() as handle:
+        rows = [row for row in csv.DictReader(handle) if row["host"] >= "host-00003"
+                and row["record_type"] != "total"]
+    assert [(r["host"], r["status"], r["quantity"]) for r in rows] == [
+        ("host-00003", FAILED, ""), ("host-00004", UNREACHABLE, ""), ("host-00005", FAILED, "")]
+    for name in FILE_NAMES.values():
+        assert KEY not in (tmp_path / name).read_text()
+    lines = text_summary(agg, header, [])
+    assert lines[0] == "airlift usage: 3 of 6 host(s) reported, 2 failed, 1 unreachable"
+    assert any(line.startswith("  host-00004 unreachable: ssh") for line in lines)
+    agg.close()
+
+
+def test_a_newer_snapshot_replaces_an_older_one_and_errors_never_win():
+    agg = UsageAggregator()
+    agg.add_usage("h", usage(0, "2026-11-01T00:00:00Z"))
+    agg.add_usage("h", usage(0, "2026-11-02T00:00:00Z", scale=3))   # newer: replaces
+    agg.add_usage("h", usage(0, "2026-10-01T00:00:00Z", scale=100))  # older: ignored
+    failing = usage(0, "2026-12-01T00:00:00Z", services=("read",))
+    failing["services"][0] = {"name": "read", "error": f"no temporary instance: token={KEY}"}
+    agg.add_usage("h", failing)  # an error is not a snapshot
+    agg.add_usage("g", {"schema": 1, "collected_at": "2026-11-01T00:00:00Z", "services": [
+        {"name": "read", "all_time": {"meters": [{"name": "read.calls", "quantity": "12"}]}},
+        {"name": "speech", "error": "could not start a temporary instance"}]})
+    agg.mark("h", UNREACHABLE, "later")
+    assert agg.totals[("read", "read.calls", "all-time")] == 36
+    assert agg.totals[("sentiment", "sentiment.calls", "2026-05")] == 3
+    assert agg.host_counts[("read", "read.calls", "all-time")] == 1
+    entries = {entry["host"]: entry for entry in agg.iter_hosts()}
+    assert "error" not in entries["h"]["services"][0]
+    assert entries["h"]["note"] == "unreachable after reporting: later"
+    g_read, g_speech = entries["g"]["services"]
+    assert g_read["error"].startswith("invalid usage data") and "all_time" not in g_read
+    assert g_speech == {"name": "speech", "collected_at": "2026-11-01T00:00:00Z",
+                        "error": "could not start a temporary instance"}
+    agg.close()
+
+
+def test_commitments_share_projection_and_warnings():
+    agg = UsageAggregator(warn_percent=80)
+    collected = "2026-07-02T12:00:00Z"  # 182.5 days into 2026
+    agg.add_usage("h1", {"schema": 1, "collected_at": collected, "services": [
+        {"name": name, "all_time": log(name, qty),
+         "months": {f"2026-{m:02d}": log(name, qty / 7) for m in range(1, 8)}}
+        for name, qty in (("sentiment", 700), ("read", 4200), ("speech", 70))]})
+    agg.add_commitments({"sentiment": {"2026": 1000}, "read": {2026: 5000, 2025: 10},
+                         "speech": {2027: 100}}, "test")
+    rows = {(row["service"], row["year"]): row for row in
+            agg.commitment_rows(agg.as_of(agg.last_collected))}
+    sentiment = rows[("sentiment", 2026)]
+    assert sentiment["used"] == 700 and sentiment["percent_used"] == 70.0
+    assert sentiment["projected_year_end"] == pytest.approx(700 * 365 / 182.5, abs=0.01)
+    assert sentiment["status"] == "warning" and "projected" in sentiment["warning"]
+    assert sentiment["months_missing"] == []
+    read = rows[("read", 2026)]
+    assert read["percent_used"] == 84.0 and read["status"] == "warning"
+    assert "past the 80% threshold" in read["warning"]
+    past = rows[("read", 2025)]
+    assert past["used"] == 0 and past["projected_year_end"] == 0 and past["status"] == "ok"
+    assert len(past["months_missing"]) == 12
+    future = rows[("speech", 2027)]
+    assert future["projected_year_end"] is None and future["status"] == "ok"
+    with pytest.raises(ValueError, match="not a finite number"):
+        agg.add_commitments({"read": {2026: "lots"}}, "test")
+    agg.close()
+
+
+def test_csv_rows_sum_to_the_json_totals(tmp_path):
+    agg, _ = fleet(20, tmp_path)
+    agg.close()
+    report = json.loads((tmp_path / FILE_NAMES["json"]).read_text())
+    sums: dict[tuple[str, str, str], float] = defaultdict(float)
+    totals = {}
+    with (tmp_path / FILE_NAMES["csv"]).open() as handle:
+        for row in csv.DictReader(handle):
+            key = (row["service"], row["meter"], row["month"])
+            if row["record_type"] == "usage":
+                sums[key] += float(row["quantity"])
+            elif row["record_type"] == "total":
+                totals[key] = float(row["quantity"])
+    assert sums == totals
+    for service, entry in report["totals"].items():
+        for meter, values in entry["meters"].items():
+            assert totals[(service, meter, "all-time")] == values["all_time"]
+            for month, quantity in values["months"].items():
+                assert totals[(service, meter, month)] == quantity
+    assert len(totals) == 3 * 13
+
+
+class TextOf(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.text: list[str] = []
+        self.urls: list[str] = []
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        self.tags.add(tag)
+        self.urls += [value for name, value in attrs if name in {"src", "href"}]
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_html_is_self_contained_and_shows_the_figures(tmp_path):
+    agg, _ = fleet(30, tmp_path)
+    agg.add_commitments({"read": {2026: 10_000}}, "test")
+    write_reports(agg, tmp_path, ["html"])
+    agg.close()
+    page = (tmp_path / FILE_NAMES["html"]).read_text()
+    parser = TextOf()
+    parser.feed(page)
+    text = " ".join(parser.text)
+    assert parser.urls == [] and "script" not in parser.tags and "http" not in page
+    assert "svg" in parser.tags and "rect" in parser.tags
+    assert f"{12 * sum(range(1, 31)):,}" in text  # all-time fleet total, formatted
+    assert f"{sum(range(1, 31)):,}" in text        # a month's total
+    for host, status in (("host-00000", "reported"), ("host-00030", "failed"),
+                         ("host-00031", "unreachable")):
+        assert host in text and status in text
+    assert "Commitment plans" in text and "exceeded" in text
+    assert KEY not in page
+
+
+def collect(hosts: dict[str, dict | str], run_dir: Path, generated: str) -> Path:
+    """A run's report: host -> usage result, or 'unreachable'."""
+    agg = UsageAggregator()
+    agg.expect(hosts)
+    for host, result in hosts.items():
+        if result == UNREACHABLE:
+            agg.mark(host, UNREACHABLE, "no route")
+        else:
+            agg.add_usage(host, {**result, "run_dir": str(run_dir)})
+    write_reports(agg, run_dir, generated=dt.datetime.fromisoformat(generated))
+    agg.close()
+    return run_dir
+
+
+def test_merge_newest_snapshot_wins_without_double_counting(tmp_path, capsys):
+    site_a = collect({"a1": usage(0, "2026-11-01T00:00:00Z"),
+                      "shared": usage(1, "2026-11-01T00:00:00Z"),
+                      "late": UNREACHABLE}, tmp_path / "a", "2026-11-01T01:00:00+00:00")
+    site_b = collect({"shared": usage(1, "2026-11-05T00:00:00Z", scale=2),
+                      "late": usage(4, "2026-11-05T00:00:00Z"),
+                      "b1": UNREACHABLE}, tmp_path / "b", "2026-11-05T01:00:00+00:00")
+    out = tmp_path / "merged"
+    # the older run named last, and given twice: order and repetition change nothing
+    assert cli.main(["report", "merge", str(site_b), str(site_a),
+                     str(site_a / FILE_NAMES["json"]), "--out", str(out)]) == 0
+    assert "airlift usage: 3 of 4 host(s) reported, 0 failed, 1 unreachable" in \
+        capsys.readouterr().out
+    report = json.loads((out / FILE_NAMES["json"]).read_text())
+    status = {entry["host"]: entry["status"] for entry in report["hosts"]}
+    assert status == {"a1": "reported", "b1": "unreachable", "late": "reported",
+                      "shared": "reported"}
+    total = report["totals"]["read"]["meters"]["read.calls"]
+    assert total["all_time"] == 12 * 1 + 12 * 2 * 2 + 12 * 5   # a1, shared (newer), late
+    assert total["all_time_hosts"] == 3
+    shared = next(entry for entry in report["hosts"] if entry["host"] == "shared")
+    assert shared["collected_at"] == "2026-11-05T00:00:00Z"
+    archive = shared["services"][0]["archive"]
+    assert archive["path"] == "../b/raw/read-1.tar.gz" and archive["sha256"] == "cd" * 32
+    assert [source["run_dir"] for source in report["run"]["merged_from"]] == [
+        str(site_a), str(site_a), str(site_b)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILE_NAMES.values())
+    # merging the merged report with an input again changes no total
+    again = tmp_path / "again"
+    assert cli.main(["report", "merge", str(out), str(site_b), "--out", str(again)]) == 0
+    assert json.loads((again / FILE_NAMES["json"]).read_text())["totals"] == report["totals"]
+
+
+def test_merge_refuses_what_is_not_a_usage_report(tmp_path, capsys):
+    (tmp_path / "x.json").write_text('{"schema_version": 9, "kind": "airlift.usage-report"}')
+    assert cli.main(["report", "merge", str(tmp_path / "x.json"), "--out",
+                     str(tmp_path / "o")]) == cli.EXIT_BAD_INPUT
+    assert "schema_version 9" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_redact_masks_key_looking_values_and_bounds_length():
+    assert redact(f"ApiKey={KEY} failed") == "ApiKey=[redacted] failed"
+    assert redact(f'{{"api_key": "{KEY}"}}') == '{"api_key=[redacted]'
+    assert redact(f"bad key {KEY}.") == "bad key [redacted]."
+    assert redact("sha " + "ab" * 32) == "sha " + "ab" * 32  # a sha256 is not a key
+    assert len(redact("x" * 1000)) == 300
