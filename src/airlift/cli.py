@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from airlift import __version__, bundle, lab, podman, usage, usage_report
+from airlift import __version__, bundle, cli_ca, cli_playbooks, lab, podman, usage, usage_report
 from airlift.paths import project_root
 
 EXIT_OK = 0
@@ -161,12 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("bundle")
     sign.add_argument("--key", required=True, help="Ed25519 private key (PEM)")
     sign.set_defaults(func=cmd_bundle_sign)
-    verify = bundle_verbs.add_parser("verify", help="verify signature and every file")
-    verify.add_argument("bundle")
-    verify.add_argument("--public-key", required=True, help="Ed25519 public key (PEM)")
-    verify.add_argument("--no-cache", action="store_true",
-                        help="hash every file even if unchanged since its last verification")
-    verify.set_defaults(func=cmd_bundle_verify)
+    # `airlift verify` is the same as `airlift bundle verify`: the bastion's first step.
+    for subparsers in (bundle_verbs, verbs):
+        verify = subparsers.add_parser("verify", help="verify a bundle's signature and files")
+        verify.add_argument("bundle")
+        verify.add_argument("--public-key", required=True, help="Ed25519 public key (PEM)")
+        verify.add_argument("--no-cache", action="store_true",
+                            help="hash every file even if unchanged since its last verification")
+        verify.set_defaults(func=cmd_bundle_verify)
 
     report_parser = verbs.add_parser("report", help="usage reports")
     report_verbs = report_parser.add_subparsers(dest="report_verb", required=True)
@@ -178,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("--warn-percent", type=float, default=80.0,
                        help="warn when a commitment's used share reaches it (80)")
     merge.set_defaults(func=cmd_report_merge)
+    show = report_verbs.add_parser("show", help="summarise a usage report")
+    show.add_argument("run_dir", help="directory holding usage-report.json (or the file)")
+    show.set_defaults(func=cli_playbooks.cmd_report_show)
+    cli_playbooks.add_verbs(verbs)
+    cli_ca.add_verbs(verbs)
 
     demo = verbs.add_parser("demo", help="build the lab and run the main job on it")
     demo.add_argument("--hosts", type=int, default=3)

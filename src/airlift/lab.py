@@ -26,6 +26,7 @@ from airlift.paths import cache_dir, lab_dir, state_dir
 HOST_IMAGE = "localhost/airlift-lab-host"
 SIM_BASE_IMAGE = "localhost/airlift-sim-base"
 SIM_IMAGE = "localhost/airlift-sim"
+PROXY_IMAGE = "localhost/airlift-proxy"
 HOST_PREFIX = "airlift-lab-"
 FLEET_LABEL = "airlift.lab=fleet"
 SUITE = "bookworm"
@@ -191,6 +192,40 @@ def ensure_sim_base(force: bool = False) -> str:
     say(f"building simulator base image {ref}")
     build_rootfs_image(ref, ["python3-minimal", "libpython3.11-stdlib"], customise,
                        ["LABEL=airlift.lab.image=sim-base"])
+    prune_older(ref)
+    return ref
+
+
+def ensure_proxy_image(force: bool = False) -> str:
+    """The front-door proxy image (Debian's nginx, lab/proxy); built only when missing.
+
+    The rendered nginx.conf, the host's certificate and key and the access-log directory
+    are mounted at run time (paths in airlift.frontdoor); the image holds no key.
+    """
+    recipe = lab_dir() / "proxy"
+    ref = f"{PROXY_IMAGE}:{recipe_hash([recipe], SUITE, *SIM_BASE_PRUNE)}"
+    if podman.image_exists(ref) and not force:
+        tag_latest(ref)
+        return ref
+    require_tools()
+    packages = read_package_list(recipe / "packages.txt")
+
+    def customise(rootfs: Path) -> None:
+        for path in SIM_BASE_PRUNE:
+            shutil.rmtree(rootfs / path, ignore_errors=True)
+        # Only airlift's config is used; Debian's default site would listen on port 80.
+        for path in ("etc/nginx/sites-enabled", "etc/nginx/sites-available"):
+            shutil.rmtree(rootfs / path, ignore_errors=True)
+        (rootfs / "etc/airlift/frontdoor/tls").mkdir(parents=True, exist_ok=True)
+        (rootfs / "var/log/airlift-frontdoor").mkdir(parents=True, exist_ok=True)
+
+    say(f"building front-door proxy image {ref}")
+    build_rootfs_image(ref, packages, customise,
+                       # "CMD [...]": podman import splits a change at its first space.
+                       ['CMD ["/usr/sbin/nginx", "-c", "/etc/airlift/frontdoor/nginx.conf", '
+                        '"-g", "daemon off;"]',
+                        "STOPSIGNAL=SIGQUIT", "LABEL=airlift.lab.image=proxy"])
+    tag_latest(ref)
     prune_older(ref)
     return ref
 

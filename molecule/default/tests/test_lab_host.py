@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 
@@ -40,7 +41,7 @@ def test_podman_usable_inside_with_vfs_and_runc(host):
 
 def test_preflight_report_lists_every_host():
     reports = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "reports"
-    latest = sorted(reports.iterdir())[-1] / "preflight" / "compliance.json"
+    latest = sorted(reports.glob("*/preflight/compliance.json"))[-1]
     report = json.loads(latest.read_text())
     assert sorted(report["hosts"]) == ["airlift-mol-1", "airlift-mol-2", "airlift-mol-3"]
     for entry in report["hosts"].values():
@@ -82,3 +83,24 @@ def test_services_enabled_listening_and_ready(host):
         unit = host.file(f"/etc/systemd/system/airlift-{name}.service").content_string
         assert "Eula=accept Mounts:License=/license Mounts:Output=/output" in unit
         assert host.file(f"/var/lib/airlift/output/{name}").is_directory
+
+
+def test_usage_report_counts_exactly_what_was_sent(host):
+    # side_effect.yml sent 3 x 2 sentiment documents and 4 read requests to each host.
+    reports = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "reports"
+    latest = sorted(reports.glob("*/usage/usage-report.json"))[-1]
+    report = json.loads(latest.read_text())
+    name = host.backend.get_hostname()
+    entry = next(item for item in report["hosts"] if item["host"] == name)
+    assert entry["status"] == "reported"
+    figures = {service["name"]: service["all_time"] for service in entry["services"]}
+    assert figures == {"sentiment": {"Sentiment.TextRecords": 6}, "read": {"Read.Pages": 4}}
+    hosts = report["hosts_summary"]["expected"]
+    totals = report["totals"]
+    assert totals["sentiment"]["meters"]["Sentiment.TextRecords"]["all_time"] == 6 * hosts
+    assert totals["read"]["meters"]["Read.Pages"]["all_time"] == 4 * hosts
+    # What a reader of the HTML page sees: the host and the fleet's figures.
+    text = " ".join(re.sub(r"<[^>]+>", " ", (latest.parent / "usage-report.html").read_text())
+                    .split())
+    assert name in text
+    assert str(6 * hosts) in text and str(4 * hosts) in text
