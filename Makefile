@@ -7,7 +7,7 @@ export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: demo test setup unit lint molecule images clean-lab
+.PHONY: demo test setup unit lint molecule images clean-lab bench
 
 ## demo: build the lab fleet and run the main job on it, then print where reports are
 demo: setup
@@ -36,3 +36,7 @@ molecule: images
 
 clean-lab: setup
 	airlift lab down
+
+## bench: airlift against the naive playbook, side by side (after `make demo`; ~30 min)
+bench: images
+	python benchmarks/bench.py
