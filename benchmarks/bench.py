@@ -144,17 +144,44 @@ class Fleet:
                         "rm -f /var/tmp/naive-*.tar /var/lib/airlift/state/images.json"],
                        check=False)
 
-    def airlift(self, transport: str) -> dict[str, Any]:
+    def settle(self) -> None:
+        """Wait until every started service answers /ready and the disk is quiet.
+
+        With the lab's vfs storage a container start copies its image; that must not
+        land in the next measured run.
+        """
+        probe = ("import sys, time, urllib.request as u\n"
+                 "deadline = time.time() + 180\n"
+                 "for port in sys.argv[1:]:\n"
+                 "    while time.time() < deadline:\n"
+                 "        try:\n"
+                 "            u.urlopen(f'http://127.0.0.1:{port}/ready', timeout=3); break\n"
+                 "        except OSError:\n"
+                 "            time.sleep(1)\n")
+        for host in self.hosts:
+            units = podman.run(["exec", host, "sh", "-c",
+                                "systemctl is-active airlift-sentiment naive-sentiment"],
+                               check=False).stdout.split()
+            ports = [port for port, state in zip(("5000", "6000"), units, strict=False)
+                     if state == "active"]
+            podman.run(["exec", host, "python3", "-c", probe, *ports], check=False)
+        subprocess.run(["sync"], check=True)
+
+    def airlift(self, transport: str, deliver_only: bool = False) -> dict[str, Any]:
         inventory = str(self.inventory(transport))
+        self.settle()
         first = measure(["-i", inventory, "playbooks/distribute.yml"], ROOT / "ansible.cfg")
-        second = measure(["-i", inventory, "playbooks/deploy.yml"], ROOT / "ansible.cfg")
+        second = None if deliver_only else measure(["-i", inventory, "playbooks/deploy.yml"],
+                                                   ROOT / "ansible.cfg")
         loads = task_results(first["result"], "Transfer and load only the images this host lacks")
         return combine(first, second, {
             "bytes_transferred": sum(item.get("transferred_bytes", 0) for item in loads),
             "images_loaded": sum(len(item.get("loaded") or []) for item in loads)})
 
-    def naive(self, transport: str) -> dict[str, Any]:
-        run = measure(["-i", str(self.inventory(transport)), str(NAIVE / "site.yml")],
+    def naive(self, transport: str, deliver_only: bool = False) -> dict[str, Any]:
+        self.settle()
+        tags = ["--tags", "deliver"] if deliver_only else []
+        run = measure(["-i", str(self.inventory(transport)), str(NAIVE / "site.yml"), *tags],
                       NAIVE / "ansible.cfg")
         copies = task_results(run["result"], "Copy each image tarball")
         loads = task_results(run["result"], "Load each image")
@@ -178,9 +205,20 @@ def ratios(airlift_result: dict, naive_result: dict) -> dict[str, Any]:
                                         "bytes_transferred")}
 
 
+_FLEETS: dict[tuple[int, int], Fleet] = {}
+
+
+def fleet_for(args: argparse.Namespace) -> Fleet:
+    """One staged fleet per size, shared by the benchmarks of one invocation."""
+    key = (args.hosts, args.padding_mb)
+    if key not in _FLEETS:
+        _FLEETS[key] = Fleet(*key)
+    return _FLEETS[key]
+
+
 def converged(args: argparse.Namespace) -> dict[str, Any]:
     """Hosts already converged by both; run both again."""
-    fleet = Fleet(args.hosts, args.padding_mb)
+    fleet = fleet_for(args)
     out: dict[str, Any] = {"hosts": args.hosts, "archive_bytes": fleet.archive_bytes}
     for transport in ("exec", "ssh"):
         fleet.airlift(transport)
@@ -191,14 +229,19 @@ def converged(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def first_delivery(args: argparse.Namespace) -> dict[str, Any]:
-    """A large image to hosts that have none: (read + written) per archive byte."""
-    fleet = Fleet(args.hosts, args.padding_mb)
+    """A large image to hosts that have none: (read + written) per archive byte.
+
+    Delivery only (airlift's distribute.yml; the naive playbook's copy, load and license
+    tasks): starting a service is the same for both, and with the lab's vfs storage it
+    copies the whole image, which real hosts (overlay) do not.
+    """
+    fleet = fleet_for(args)
     out: dict[str, Any] = {"hosts": args.hosts, "archive_bytes": fleet.archive_bytes}
     for transport in ("exec",):
         results = {}
         for name in ("airlift", "naive"):
             fleet.forget_images()
-            results[name] = getattr(fleet, name)(transport)
+            results[name] = getattr(fleet, name)(transport, deliver_only=True)
             moved = results[name]["disk_read"] + results[name]["disk_written"]
             results[name]["disk_rw_per_archive_byte_per_host"] = round(
                 moved / fleet.archive_bytes / args.hosts, 2)
@@ -230,11 +273,15 @@ def callback_cost(args: argparse.Namespace) -> dict[str, Any]:
             "none": {},
             "airlift_usage": {"ANSIBLE_CALLBACKS_ENABLED": "airlift_usage",
                               "AIRLIFT_USAGE_REPORT_DIR": str(work / "reports")},
-            "junit": {"ANSIBLE_CALLBACKS_ENABLED": "community.general.junit",
+            "junit": {"ANSIBLE_CALLBACKS_ENABLED": "ansible.builtin.junit",
                       "JUNIT_OUTPUT_DIR": str(work / "junit")},
             "json": {"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"},
         }.items():
             rows[name] = peak_and_time(["-i", str(inventory), str(playbook), "-f", "20"], env)
+        # A callback that did not load would measure nothing: check that each wrote.
+        for folder in ("reports", "junit"):
+            if not any((work / folder).iterdir()):
+                raise SystemExit(f"no output in {work / folder}: a callback did not run")
         base = rows["none"]["seconds"]
         results = hosts * count_tasks(playbook)
         for row in rows.values():
@@ -252,14 +299,20 @@ def peak_and_time(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Wall time and peak RSS (MiB) of an ansible-playbook run, measured from a wrapper."""
     wrapper = ("import resource, subprocess, sys, time\n"
                "start = time.monotonic()\n"
-               "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=False)\n"
+               "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
                "print(time.monotonic() - start, "
-               "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
-    full_env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-                "ANSIBLE_CALLBACKS_ENABLED": "", **env}
+               "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, rc)\n")
+    # Ansible's defaults (no callback enabled) plus the project's callback folder.
+    full_env = {**os.environ, "ANSIBLE_CONFIG": str(NAIVE / "ansible.cfg"),
+                "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "plugins" / "callback"), **env}
+    if "ANSIBLE_CALLBACKS_ENABLED" not in env:
+        full_env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
     proc = subprocess.run([sys.executable, "-c", wrapper, "ansible-playbook", *args],
                           cwd=ROOT, env=full_env, capture_output=True, text=True, check=True)
-    seconds, rss_kb = proc.stdout.split()
+    seconds, rss_kb, rc = proc.stdout.split()
+    # usage_emit.yml fails no host unless told to: anything else is a broken measurement.
+    if rc != "0":
+        raise SystemExit(f"ansible-playbook {args} with {env} exited {rc}: {proc.stderr[-2000:]}")
     return {"seconds": round(float(seconds), 2), "peak_rss_mib": round(int(rss_kb) / 1024, 1)}
 
 
@@ -313,13 +366,16 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(BENCHES)}")
     today = dt.date.today().isoformat()
-    results: dict[str, Any] = {"date": today, "machine": machine(), "benchmarks": {}}
+    folder = ROOT / "benchmarks" / "results"
+    path = folder / f"{today}.json"
+    # Benchmarks run separately on one day add up in that day's file.
+    earlier = json.loads(path.read_text())["benchmarks"] if path.exists() else {}
+    results: dict[str, Any] = {"date": today, "machine": machine(), "benchmarks": earlier}
     for name in args.names or list(BENCHES):
         print(f"[bench] {name}", flush=True)
         results["benchmarks"][name] = BENCHES[name](args)
-    folder = ROOT / "benchmarks" / "results"
     folder.mkdir(exist_ok=True)
-    (folder / f"{today}.json").write_text(json.dumps(results, indent=2, default=str))
+    path.write_text(json.dumps(results, indent=2, default=str))
     (folder / f"{today}.md").write_text(markdown(results))
     print(json.dumps(results, indent=2, default=str))
 
