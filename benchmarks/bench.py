@@ -167,6 +167,14 @@ class Fleet:
             podman.run(["exec", host, "python3", "-c", probe, *ports], check=False)
         subprocess.run(["sync"], check=True)
 
+    def cleanup(self) -> None:
+        """Leave the lab hosts without the naive services and files."""
+        for host in self.hosts:
+            podman.run(["exec", host, "sh", "-c",
+                        "systemctl disable --now naive-sentiment 2>/dev/null; "
+                        "rm -rf /etc/systemd/system/naive-*.service /var/tmp/naive-*.tar "
+                        "/var/lib/naive; systemctl daemon-reload"], check=False)
+
     def airlift(self, transport: str, deliver_only: bool = False) -> dict[str, Any]:
         inventory = str(self.inventory(transport))
         self.settle()
@@ -374,6 +382,8 @@ def main() -> None:
     for name in args.names or list(BENCHES):
         print(f"[bench] {name}", flush=True)
         results["benchmarks"][name] = BENCHES[name](args)
+    for fleet in _FLEETS.values():
+        fleet.cleanup()
     folder.mkdir(exist_ok=True)
     path.write_text(json.dumps(results, indent=2, default=str))
     (folder / f"{today}.md").write_text(markdown(results))
