@@ -23,6 +23,7 @@ images: setup
 	airlift lab images
 
 unit: images
+	airlift lab reap
 	pytest
 
 lint: setup
