@@ -38,6 +38,6 @@ molecule: images
 clean-lab: setup
 	airlift lab down
 
-## bench: airlift against the naive playbook, side by side (after `make demo`; ~30 min)
+## bench: airlift against the naive playbook, side by side (after `make demo`; ~90 min on 2 cores)
 bench: images
 	python benchmarks/bench.py

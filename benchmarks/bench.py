@@ -1,14 +1,16 @@
 """airlift against the naive playbook, side by side, reported as ratios.
 
-    python benchmarks/bench.py [converged|first-delivery|callback|preflight ...]
+    python benchmarks/bench.py [converged|first-delivery|fleet-scaling|callback|preflight ...]
     (or `make bench`, which runs them all)
 
 Each benchmark runs both approaches on the same lab hosts, images and machine, one after
 the other, and records wall time, bytes moved, disk bytes read and written machine-wide
 (/proc/diskstats after `sync`; the lab hosts share this machine's disk), images loaded,
-changed count and controller CPU seconds. Results go to benchmarks/results/<date>.json
-and a Markdown table beside it, with the machine's description. Absolute times on these
-machines are noisy: read the ratios.
+changed count, controller CPU seconds (Ansible and its podman/ssh clients) and machine CPU
+seconds (/proc/stat: the lab hosts run on the same cores). Results go to
+benchmarks/results/<date>.json and Markdown tables beside it, with the machine's
+description. Absolute times on these machines are noisy: read the ratios, and the medians
+of `converged --repeat`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +40,12 @@ from airlift.paths import project_root
 ROOT = project_root()
 SECTOR = 512
 NAIVE = ROOT / "benchmarks" / "naive"
+# Ansible's own default; the project's ansible.cfg sets 20, so it is passed explicitly.
+DEFAULT_FORKS = 5
+MAX_FORKS = 50
+# A host that finished booting still settles for a few seconds (journald, timers).
+MEMORY_SETTLE_SECONDS = 10
+MIB = 1024 * 1024
 
 
 def disk_bytes() -> tuple[int, int]:
@@ -53,26 +64,51 @@ def disk_bytes() -> tuple[int, int]:
 
 
 def cpu_seconds() -> float:
+    """CPU of this process's finished children: ansible-playbook, its forks and clients."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def machine_cpu_seconds() -> float:
+    """Busy CPU seconds of the whole machine: the lab hosts' work is not our children."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0]
+              .split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def mem_available() -> int:
+    """MemAvailable in bytes: what the kernel could hand out without swapping."""
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit("no MemAvailable in /proc/meminfo")
 
 
 def measure(args: list[str], cfg: Path, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one ansible-playbook with the JSON callback; time, disk, CPU and its stats."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(cfg),
            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", **(env or {})}
-    disk0, cpu0, start = disk_bytes(), cpu_seconds(), time.monotonic()
+    disk0, cpu0 = disk_bytes(), cpu_seconds()
+    busy0, start = machine_cpu_seconds(), time.monotonic()
     proc = subprocess.run(["ansible-playbook", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, check=False)
     seconds = time.monotonic() - start
+    busy1 = machine_cpu_seconds()
     disk1, cpu1 = disk_bytes(), cpu_seconds()
     if proc.returncode != 0:
         raise SystemExit(f"{args} failed:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout)
-    return {"seconds": seconds, "cpu_seconds": cpu1 - cpu0,
+    return {"seconds": seconds, "cpu_seconds": cpu1 - cpu0, "machine_cpu_seconds": busy1 - busy0,
             "disk_read": disk1[0] - disk0[0], "disk_written": disk1[1] - disk0[1],
             "changed": sum(stats["changed"] for stats in result["stats"].values()),
-            "result": result}
+            "task_results": count_task_results(result), "result": result}
+
+
+def count_task_results(result: dict) -> int:
+    """Task results that ran (not skipped), over all hosts: each costs connection calls."""
+    return sum(1 for play in result["plays"] for task in play["tasks"]
+               for host_result in task["hosts"].values() if not host_result.get("skipped"))
 
 
 def task_results(result: dict, suffix: str) -> list[dict]:
@@ -144,6 +180,14 @@ class Fleet:
                         "rm -f /var/tmp/naive-*.tar /var/lib/airlift/state/images.json"],
                        check=False)
 
+    def reset(self) -> None:
+        """Return every host to how `lab up` made it: a first run, not a half-converged one.
+
+        forget_images leaves units, licenses and state behind, so airlift's next run would
+        only load images; a first run on a new host also writes all of those.
+        """
+        reset_hosts(self.hosts)
+
     def settle(self) -> None:
         """Wait until every started service answers /ready and the disk is quiet.
 
@@ -168,29 +212,35 @@ class Fleet:
         subprocess.run(["sync"], check=True)
 
     def cleanup(self) -> None:
-        """Leave the lab hosts without the naive services and files."""
+        """Leave the lab hosts without the naive services and files, and drop the bundle."""
         for host in self.hosts:
             podman.run(["exec", host, "sh", "-c",
                         "systemctl disable --now naive-sentiment 2>/dev/null; "
                         "rm -rf /etc/systemd/system/naive-*.service /var/tmp/naive-*.tar "
                         "/var/lib/naive; systemctl daemon-reload"], check=False)
+        shutil.rmtree(self.work, ignore_errors=True)
 
-    def airlift(self, transport: str, deliver_only: bool = False) -> dict[str, Any]:
+    def airlift(self, transport: str, deliver_only: bool = False,
+                forks: int | None = None) -> dict[str, Any]:
         inventory = str(self.inventory(transport))
+        fork_args = ["-f", str(forks)] if forks else []
         self.settle()
-        first = measure(["-i", inventory, "playbooks/distribute.yml"], ROOT / "ansible.cfg")
-        second = None if deliver_only else measure(["-i", inventory, "playbooks/deploy.yml"],
-                                                   ROOT / "ansible.cfg")
+        first = measure(["-i", inventory, "playbooks/distribute.yml", *fork_args],
+                        ROOT / "ansible.cfg")
+        second = None if deliver_only else measure(
+            ["-i", inventory, "playbooks/deploy.yml", *fork_args], ROOT / "ansible.cfg")
         loads = task_results(first["result"], "Transfer and load only the images this host lacks")
         return combine(first, second, {
             "bytes_transferred": sum(item.get("transferred_bytes", 0) for item in loads),
             "images_loaded": sum(len(item.get("loaded") or []) for item in loads)})
 
-    def naive(self, transport: str, deliver_only: bool = False) -> dict[str, Any]:
+    def naive(self, transport: str, deliver_only: bool = False,
+              forks: int | None = None) -> dict[str, Any]:
         self.settle()
         tags = ["--tags", "deliver"] if deliver_only else []
-        run = measure(["-i", str(self.inventory(transport)), str(NAIVE / "site.yml"), *tags],
-                      NAIVE / "ansible.cfg")
+        fork_args = ["-f", str(forks)] if forks else []
+        run = measure(["-i", str(self.inventory(transport)), str(NAIVE / "site.yml"), *tags,
+                       *fork_args], NAIVE / "ansible.cfg")
         copies = task_results(run["result"], "Copy each image tarball")
         loads = task_results(run["result"], "Load each image")
         return combine(run, None, {
@@ -198,11 +248,63 @@ class Fleet:
             "images_loaded": len(loads)})
 
 
+def reset_hosts(hosts: list[str]) -> None:
+    """Remove airlift's and the naive playbook's services, files and images from hosts."""
+    script = ("for unit in $(systemctl list-unit-files --no-legend 'airlift-*' 'naive-*' "
+              "| cut -d' ' -f1); do systemctl disable --now \"$unit\"; done 2>/dev/null; "
+              "podman rm -af >/dev/null 2>&1; podman rmi -af >/dev/null 2>&1; "
+              "rm -rf /etc/systemd/system/airlift-*.service /etc/systemd/system/naive-*.service "
+              "/var/lib/airlift /var/lib/naive /var/tmp/naive-*.tar; systemctl daemon-reload")
+    for host in hosts:
+        podman.run(["exec", host, "sh", "-c", script], check=False)
+
+
+def host_memory(hosts: list[str]) -> dict[str, float]:
+    """Mean memory per lab host from its cgroup, in MiB, split by what can be reclaimed.
+
+    anon (processes) + shmem + kernel cannot be reclaimed; cache is mostly the vfs copies
+    of images and goes when memory runs short, so MemAvailable counts it as available.
+    """
+    totals = dict.fromkeys(("anon", "shmem", "kernel", "cache"), 0)
+    for host in hosts:
+        path = podman.run(["inspect", "--format", "{{.State.CgroupPath}}", host]).stdout.strip()
+        v1 = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+        if v1.is_dir():
+            stat = dict(line.split() for line in (v1 / "memory.stat").read_text().splitlines())
+            values = {"anon": int(stat["total_rss"]), "shmem": int(stat["total_shmem"]),
+                      "kernel": int((v1 / "memory.kmem.usage_in_bytes").read_text()),
+                      "cache": int(stat["total_cache"]) - int(stat["total_shmem"])}
+        else:
+            v2 = Path("/sys/fs/cgroup") / path.lstrip("/")
+            stat = dict(line.split() for line in (v2 / "memory.stat").read_text().splitlines())
+            values = {"anon": int(stat["anon"]), "shmem": int(stat["shmem"]),
+                      "kernel": int(stat["kernel"]),
+                      "cache": int(stat["file"]) - int(stat["shmem"])}
+        for key, value in values.items():
+            totals[key] += value
+    return {f"{key}_mib": round(value / len(hosts) / MIB, 1) for key, value in totals.items()}
+
+
+def running_hosts() -> list[str]:
+    return [host["name"] for host in lab.fleet() if host["state"] == "running"]
+
+
+SUMMED = ("seconds", "cpu_seconds", "machine_cpu_seconds", "disk_read", "disk_written",
+          "changed", "task_results")
+
+
 def combine(first: dict, second: dict | None, extra: dict) -> dict[str, Any]:
+    """One airlift run is two playbooks (distribute, deploy): their sums."""
     runs = [first] + ([second] if second else [])
-    out = {key: round(sum(run[key] for run in runs), 2)
-           for key in ("seconds", "cpu_seconds", "disk_read", "disk_written", "changed")}
+    out = {key: round(sum(run[key] for run in runs), 2) for key in SUMMED}
     return {**out, **extra}
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each measure's median over the runs (this machine is noisy), the runs kept beside."""
+    keys = [key for key, value in runs[0].items() if isinstance(value, int | float)]
+    medians = {key: round(statistics.median(run[key] for run in runs), 2) for key in keys}
+    return {**medians, "runs": runs}
 
 
 def ratios(airlift_result: dict, naive_result: dict) -> dict[str, Any]:
@@ -216,23 +318,96 @@ def ratios(airlift_result: dict, naive_result: dict) -> dict[str, Any]:
 _FLEETS: dict[tuple[int, int], Fleet] = {}
 
 
-def fleet_for(args: argparse.Namespace) -> Fleet:
-    """One staged fleet per size, shared by the benchmarks of one invocation."""
-    key = (args.hosts, args.padding_mb)
+def fleet_of(hosts: int, padding_mb: int) -> Fleet:
+    """One staged fleet per size and image, shared by the benchmarks of one invocation."""
+    key = (hosts, padding_mb)
     if key not in _FLEETS:
         _FLEETS[key] = Fleet(*key)
     return _FLEETS[key]
 
 
+def fleet_for(args: argparse.Namespace) -> Fleet:
+    return fleet_of(args.hosts, args.padding_mb)
+
+
 def converged(args: argparse.Namespace) -> dict[str, Any]:
-    """Hosts already converged by both; run both again."""
+    """Hosts already converged by both; run both again, --repeat times, alternating."""
     fleet = fleet_for(args)
-    out: dict[str, Any] = {"hosts": args.hosts, "archive_bytes": fleet.archive_bytes}
+    out: dict[str, Any] = {"hosts": args.hosts, "archive_bytes": fleet.archive_bytes,
+                           "repeat": args.repeat}
     for transport in ("exec", "ssh"):
         fleet.airlift(transport)
         fleet.naive(transport)
-        ours, theirs = fleet.airlift(transport), fleet.naive(transport)
-        out[transport] = {"airlift": ours, "naive": theirs, "ratio": ratios(ours, theirs)}
+        ours: list[dict[str, Any]] = []
+        theirs: list[dict[str, Any]] = []
+        for _ in range(args.repeat):
+            ours.append(fleet.airlift(transport))
+            theirs.append(fleet.naive(transport))
+        mine, naive = median_of(ours), median_of(theirs)
+        out[transport] = {"airlift": mine, "naive": naive, "ratio": ratios(mine, naive)}
+    return out
+
+
+def per_host(run: dict[str, Any], hosts: int) -> dict[str, Any]:
+    return {**run, "seconds_per_host": round(run["seconds"] / hosts, 2),
+            "cpu_seconds_per_host": round(run["cpu_seconds"] / hosts, 2),
+            "machine_cpu_busy": round(run["machine_cpu_seconds"]
+                                      / (run["seconds"] * (os.cpu_count() or 1)), 2)}
+
+
+def fleet_scaling(args: argparse.Namespace) -> dict[str, Any]:
+    """Time per host against fleet size, at Ansible's default forks and one fork per host.
+
+    A first run of a small image (hosts reset to how `lab up` made them), then a converged
+    re-run, over podman exec. The lab hosts share the controller's cores, so this finds
+    where this machine stops scaling; MemAvailable around `lab up` says how many hosts fit.
+    """
+    inotify = Path("/proc/sys/fs/inotify/max_user_instances").read_text().strip()
+    out: dict[str, Any] = {"transport": "exec", "padding_mb": 0, "default_forks": DEFAULT_FORKS,
+                           "max_forks": MAX_FORKS, "inotify_max_user_instances": int(inotify)}
+    for hosts in args.scaling_hosts:
+        # Hosts already up from a smaller size run no service while memory is read.
+        reset_hosts(running_hosts())
+        time.sleep(MEMORY_SETTLE_SECONDS)
+        before = mem_available()
+        try:
+            started = lab.up(hosts)
+        except lab.LabError as error:
+            # Each lab host's systemd and logind hold 4 to 6 of root's inotify instances: with
+            # the kernel's default of 128, around 20 hosts the next cannot boot. Keep the rest.
+            out[str(hosts)] = {"error": str(error)}
+            break
+        time.sleep(MEMORY_SETTLE_SECONDS)
+        after_up = mem_available()
+        idle_hosts = host_memory(lab.host_names(hosts))
+        fleet = fleet_of(hosts, 0)
+        row: dict[str, Any] = {"archive_bytes": fleet.archive_bytes}
+        tuned = min(hosts, MAX_FORKS)
+        for label, forks in (("default_forks", DEFAULT_FORKS), ("tuned_forks", tuned)):
+            fleet.reset()
+            print(f"[bench] fleet-scaling {hosts} hosts, {forks} forks", flush=True)
+            first = fleet.airlift("exec", forks=forks)
+            again = fleet.airlift("exec", forks=forks)
+            row[label] = {"forks": forks, "first": per_host(first, hosts),
+                          "converged": per_host(again, hosts)}
+        fleet.settle()
+        time.sleep(MEMORY_SETTLE_SECONDS)
+        with_services = mem_available()
+        row["memory"] = {
+            "per_host_idle": idle_hosts,
+            "per_host_with_service": host_memory(lab.host_names(hosts)),
+            "hosts_started": len(started), "available_before_up": before,
+            "available_after_up": after_up, "available_with_services": with_services,
+            "mib_per_started_host": (round((before - after_up) / len(started) / MIB, 1)
+                                     if started else None),
+            "mib_per_service": round((after_up - with_services) / hosts / MIB, 1)}
+        if args.scaling_naive:
+            fleet.naive("exec", forks=tuned)
+            ours, theirs = fleet.airlift("exec", forks=tuned), fleet.naive("exec", forks=tuned)
+            ours, theirs = per_host(ours, hosts), per_host(theirs, hosts)
+            row["converged_side_by_side"] = {"forks": tuned, "airlift": ours, "naive": theirs,
+                                             "ratio": ratios(ours, theirs)}
+        out[str(hosts)] = row
     return out
 
 
@@ -338,7 +513,7 @@ def preflight(args: argparse.Namespace) -> dict[str, Any]:
 
 
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "converged": converged, "first-delivery": first_delivery,
+    "converged": converged, "first-delivery": first_delivery, "fleet-scaling": fleet_scaling,
     "callback": callback_cost, "preflight": preflight,
 }
 
@@ -353,11 +528,157 @@ def machine() -> dict[str, Any]:
             "kernel": platform.release()}
 
 
+def table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A Markdown table with columns of numbers right-aligned, so they line up by digit."""
+    def numeric(column: int) -> bool:
+        return all(re.fullmatch(r"[-\d.,() ]+", str(row[column])) for row in rows)
+
+    align = ["---:" if rows and numeric(column) else "---" for column in range(len(header))]
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |",
+            *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows), ""]
+
+
+def num(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def mb(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1e6:,.1f}"
+
+
+def with_runs(side: dict[str, Any], key: str, fmt: Callable[[Any], str] = num) -> str:
+    """A median followed by the individual runs it was taken from, when there were several."""
+    runs = side.get("runs") or []
+    if len(runs) < 2:
+        return fmt(side.get(key))
+    return f"{fmt(side.get(key))} ({', '.join(fmt(run.get(key)) for run in runs)})"
+
+
+SIDE_BY_SIDE_ROWS: list[tuple[str, str, Callable[[Any], str]]] = [
+    ("wall time, s", "seconds", num), ("controller CPU, s", "cpu_seconds", num),
+    ("machine CPU, s", "machine_cpu_seconds", num), ("disk read, MB", "disk_read", mb),
+    ("disk written, MB", "disk_written", mb), ("bytes transferred, MB", "bytes_transferred", mb),
+    ("images loaded", "images_loaded", num), ("changed", "changed", num),
+    ("task results (all hosts)", "task_results", num),
+    ("disk read + written per archive byte per host", "disk_rw_per_archive_byte_per_host", num),
+]
+
+
+def side_by_side_md(data: dict[str, Any]) -> list[str]:
+    """converged and first-delivery: one table per transport, airlift against naive."""
+    lines = [f"{data['hosts']} hosts, archive {mb(data['archive_bytes'])} MB"
+             + (f"; median of {data['repeat']} runs each, the runs in brackets"
+                if data.get("repeat") else "") + ".", ""]
+    for transport in ("exec", "ssh"):
+        if transport not in data:
+            continue
+        ours, theirs, ratio = data[transport]["airlift"], data[transport]["naive"], \
+            data[transport]["ratio"]
+        rows = [[label, with_runs(ours, key, fmt), with_runs(theirs, key, fmt),
+                 num(ratio.get(key), 3)]
+                for label, key, fmt in SIDE_BY_SIDE_ROWS if key in ours or key in theirs]
+        lines += [f"Transport {transport}:", "",
+                  *table(["", "airlift", "naive", "airlift / naive"], rows)]
+    return lines
+
+
+def fleet_scaling_md(data: dict[str, Any]) -> list[str]:
+    sizes = [key for key in data if key.isdigit() and "error" not in data[key]]
+    lines = [f"Transport {data['transport']}, image padding {data['padding_mb']} MB; forks "
+             f"{data['default_forks']} (Ansible's default) against one per host (at most "
+             f"{data['max_forks']}). Machine CPU busy: busy CPU seconds of the whole machine "
+             "over wall time times cores. fs.inotify.max_user_instances: "
+             f"{data.get('inotify_max_user_instances', '-')}.", ""]
+    lines += [f"Not measured at {key} hosts: {data[key]['error']}" for key in data
+              if key.isdigit() and "error" in data[key]]
+    if len(lines) > 2:
+        lines.append("")
+    rows = []
+    for size in sizes:
+        for label in ("default_forks", "tuned_forks"):
+            run = data[size][label]
+            rows.append([size, run["forks"], *(
+                cell for phase in ("first", "converged") for cell in (
+                    num(run[phase]["seconds"]), num(run[phase]["seconds_per_host"]),
+                    num(run[phase]["cpu_seconds"]), num(run[phase]["machine_cpu_busy"])))])
+    lines += table(["hosts", "forks", "first run, s", "s / host", "controller CPU, s",
+                    "machine CPU busy", "converged, s", "s / host", "controller CPU, s",
+                    "machine CPU busy"], rows)
+    pairs = [(size, data[size]["converged_side_by_side"]) for size in sizes
+             if "converged_side_by_side" in data[size]]
+    if pairs:
+        lines += ["Converged re-run beside the naive playbook, one fork per host:", ""]
+        lines += table(["hosts", "forks", "airlift, s", "naive, s", "airlift / naive",
+                        "airlift CPU, s", "naive CPU, s", "airlift task results",
+                        "naive task results"],
+                       [[size, pair["forks"], num(pair["airlift"]["seconds"]),
+                         num(pair["naive"]["seconds"]), num(pair["ratio"]["seconds"], 3),
+                         num(pair["airlift"]["cpu_seconds"]), num(pair["naive"]["cpu_seconds"]),
+                         num(pair["airlift"]["task_results"]),
+                         num(pair["naive"]["task_results"])] for size, pair in pairs])
+    lines += ["Memory (MemAvailable, MiB): before and after `lab up`, then with one simulator "
+              "service running on every host.", ""]
+    lines += table(["hosts", "hosts started", "before up", "after up", "with services",
+                    "per started host", "per service"],
+                   [[size, memory["hosts_started"],
+                     num(memory["available_before_up"] // MIB),
+                     num(memory["available_after_up"] // MIB),
+                     num(memory["available_with_services"] // MIB),
+                     num(memory["mib_per_started_host"], 1), num(memory["mib_per_service"], 1)]
+                    for size in sizes for memory in [data[size]["memory"]]])
+    lines += ["Memory per lab host from its cgroup (mean, MiB): anon + shmem + kernel stay, "
+              "the page cache (vfs image copies) can be reclaimed.", ""]
+    rows = []
+    for size in sizes:
+        for label, key in (("idle", "per_host_idle"), ("one service", "per_host_with_service")):
+            cgroup = data[size]["memory"].get(key)
+            if cgroup:
+                rows.append([size, label, *(num(cgroup[f"{part}_mib"], 1)
+                                            for part in ("anon", "shmem", "kernel", "cache"))])
+    lines += table(["hosts", "state", "anon", "shmem", "kernel", "page cache"], rows)
+    return lines
+
+
+def callback_md(data: dict[str, Any]) -> list[str]:
+    return table(["hosts", "callback", "wall time, s", "peak RSS, MiB", "s added per result"],
+                 [[hosts, name, num(row["seconds"]), num(row["peak_rss_mib"], 1),
+                   num(row["seconds_added_per_result"], 5)]
+                  for hosts, rows in data.items() for name, row in rows.items()])
+
+
+def preflight_md(data: dict[str, Any]) -> list[str]:
+    return table(["hosts", "wall time, s", "s / host"],
+                 [[hosts, num(row["seconds"]), num(row["seconds_per_host"])]
+                  for hosts, row in data.items()])
+
+
+MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "converged": side_by_side_md, "first-delivery": side_by_side_md,
+    "fleet-scaling": fleet_scaling_md, "callback": callback_md, "preflight": preflight_md,
+}
+
+
+def describe(info: dict[str, Any]) -> str:
+    kib = int(str(info["memory"]).split()[0])
+    return (f"{info['cores']} cores, {kib / 1024 / 1024:.1f} GiB memory, {info['podman']}, "
+            f"Python {info['python']}, kernel {info['kernel']}")
+
+
 def markdown(results: dict[str, Any]) -> str:
+    """Tables for people; the JSON beside it keeps every number."""
     lines = [f"# airlift benchmarks {results['date']}", "",
-             f"Machine: {results['machine']}", ""]
+             f"Machine: {describe(results['machine'])}.", ""]
     for name, data in results["benchmarks"].items():
-        lines += [f"## {name}", "", "```json", json.dumps(data, indent=2), "```", ""]
+        lines += [f"## {name}", ""]
+        try:
+            lines += MARKDOWN[name](data)
+        except (KeyError, TypeError, ValueError):
+            # A result written by an older bench.py: show it as it is.
+            lines += ["```json", json.dumps(data, indent=2), "```", ""]
     return "\n".join(lines)
 
 
@@ -369,7 +690,15 @@ def main() -> None:
     parser.add_argument("--padding-mb", type=int, default=1024)
     parser.add_argument("--callback-hosts", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--preflight-hosts", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--scaling-hosts", type=int, nargs="+", default=[1, 5, 10, 20],
+                        help="fleet-scaling: fleet sizes, smallest first (hosts are reused)")
+    parser.add_argument("--no-scaling-naive", dest="scaling_naive", action="store_false",
+                        help="fleet-scaling without the naive converged run beside airlift's")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="converged: runs per side, alternating; the median is reported")
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     unknown = sorted(set(args.names) - set(BENCHES))
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(BENCHES)}")
@@ -379,14 +708,21 @@ def main() -> None:
     # Benchmarks run separately on one day add up in that day's file.
     earlier = json.loads(path.read_text())["benchmarks"] if path.exists() else {}
     results: dict[str, Any] = {"date": today, "machine": machine(), "benchmarks": earlier}
-    for name in args.names or list(BENCHES):
-        print(f"[bench] {name}", flush=True)
-        results["benchmarks"][name] = BENCHES[name](args)
-    for fleet in _FLEETS.values():
-        fleet.cleanup()
     folder.mkdir(exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, default=str))
-    (folder / f"{today}.md").write_text(markdown(results))
+
+    def save() -> None:
+        path.write_text(json.dumps(results, indent=2, default=str))
+        (folder / f"{today}.md").write_text(markdown(results))
+
+    try:
+        for name in args.names or list(BENCHES):
+            print(f"[bench] {name}", flush=True)
+            results["benchmarks"][name] = BENCHES[name](args)
+            # Saved after each benchmark: a failure in a later one keeps the earlier ones.
+            save()
+    finally:
+        for fleet in _FLEETS.values():
+            fleet.cleanup()
     print(json.dumps(results, indent=2, default=str))
 
 
