@@ -40,7 +40,7 @@ def test_dependency_is_ordered_and_its_address_filled():
     plan = frontdoor.dependencies([CUSTOM, LAYOUT], CATALOG)
     assert plan["custom"] == {
         "requires": ["airlift-layout.service"], "after": ["airlift-layout.service"],
-        "settings": {"AzureCognitiveServiceLayoutHost": "http://host.containers.internal:5010"},
+        "settings": {"AzureCognitiveServiceLayoutHost": "http://10.88.0.1:5010"},
         "depends_on": ["layout"], "needed_by": []}
     assert plan["layout"]["needed_by"] == ["custom"] and not plan["layout"]["requires"]
     assert frontdoor.start_order(plan) == ["layout", "custom"]
@@ -54,7 +54,7 @@ def test_builtin_catalog_declares_the_document_intelligence_pairs():
          {"name": "general", "catalog": "di-general-document", "port": 5003},
          {"name": "layout", "catalog": "di-layout", "port": 5004}], builtin)
     assert plan["receipt"]["settings"] == {
-        "AzureCognitiveServiceReadHost": "http://host.containers.internal:5002"}
+        "AzureCognitiveServiceReadHost": "http://10.88.0.1:5002"}
     assert plan["general"]["requires"] == ["airlift-layout.service"]
 
 
@@ -277,18 +277,21 @@ def filters():
 def test_filters_return_plans_and_raise_ansible_errors(filters, tmp_path):
     from ansible.errors import AnsibleFilterError
 
-    plan = filters["airlift_frontdoor_dependencies"]([CUSTOM, LAYOUT], CATALOG, "lab-1")
-    assert filters["airlift_frontdoor_start_order"](plan) == ["layout", "custom"]
-    with pytest.raises(AnsibleFilterError, match="needs a sim-layout service"):
-        filters["airlift_frontdoor_dependencies"]([CUSTOM], CATALOG, "lab-1")
     routes = filters["airlift_frontdoor_routes"](SERVICES, allowed_networks=["10.0.0.0/8"])
     assert routes["ports"] == [8443, 15000]
     with pytest.raises(AnsibleFilterError, match="not a network"):
         filters["airlift_frontdoor_routes"](SERVICES, allowed_networks=["nope"])
     ca.init(tmp_path / "ca")
     issued = ca.issue_server(tmp_path / "ca", "lab-1", ["lab-1"])
+    files = filters["airlift_frontdoor_tls_files"](str(tmp_path / "ca"), "lab-1")
+    assert files == {"cert": str(issued.cert), "key": str(issued.key),
+                     "ca": str(tmp_path / "ca" / "ca.crt")}
     assert filters["airlift_frontdoor_cert_problems"](
-        str(issued.cert), ["lab-1"], str(tmp_path / "ca" / "ca.crt")) == []
+        files["cert"], ["lab-1"], files["ca"]) == []
+    assert "not name lab-2.example" in " ".join(filters["airlift_frontdoor_cert_problems"](
+        files["cert"], ["lab-1", "lab-2.example"], files["ca"]))
+    with pytest.raises(AnsibleFilterError, match="host"):
+        filters["airlift_frontdoor_tls_files"](str(tmp_path / "ca"), "../escape")
 
 
 # -- the proxy image: nginx -t on the rendered file, and a real HTTPS round trip -------
