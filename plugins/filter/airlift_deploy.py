@@ -25,6 +25,14 @@ def deploy_units(services: list[dict[str, Any]], catalog: dict[str, Any],
         raise AnsibleFilterError(str(exc)) from exc
 
 
+def describe_services(services: list[dict[str, Any]], catalog: dict[str, Any],
+                      address: str | None = None) -> list[dict[str, Any]]:
+    try:
+        return deploy.describe_all(services, catalog, address=address)
+    except deploy.DeployError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
 def slurped_state(results: list[dict[str, Any]]) -> dict[str, Any]:
     """{name: parsed JSON} from a looped slurp; a file that was not there maps to {}."""
     state = {}
@@ -46,5 +54,5 @@ class FilterModule:
             "airlift_stale_units": deploy.stale_units,
             "airlift_slurped_state": slurped_state,
             "airlift_k8s_env_name": k8s_env_name,
-            "airlift_describe_services": deploy.describe_all,
+            "airlift_describe_services": describe_services,
         }

@@ -37,9 +37,24 @@ def describe(service: Mapping[str, Any], entry: Mapping[str, Any],
 
 
 def describe_all(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
-                 default_ready_timeout: int = 120) -> list[dict[str, Any]]:
-    return [describe(service, catalog[service["catalog"]], default_ready_timeout)
-            for service in services]
+                 default_ready_timeout: int = 120, address: str | None = None,
+                 ) -> list[dict[str, Any]]:
+    """Every service described, dependencies first when `address` (how one reaches a
+    service it needs on this target, see frontdoor.dependencies) is given."""
+    services = list(services)
+    described = [describe(service, catalog[service["catalog"]], default_ready_timeout)
+                 for service in services]
+    if address is None:
+        return described
+    try:
+        needs = frontdoor.dependencies(services, catalog, address=address)
+    except frontdoor.FrontdoorError as exc:
+        raise DeployError(str(exc)) from exc
+    by_name = {item["name"]: {**item, "settings": {**needs[item["name"]]["settings"],
+                                                    **item["settings"]},
+                              "depends_on": needs[item["name"]]["depends_on"]}
+               for item in described}
+    return [by_name[name] for name in frontdoor.start_order(needs)]
 
 
 def units(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],

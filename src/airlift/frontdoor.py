@@ -83,11 +83,13 @@ def catalog_requires(catalog: Mapping[str, Any], key: str) -> list[dict[str, str
 
 
 def dependencies(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
-                 host: str = "", address_host: str = DEPENDENCY_HOST) -> dict[str, dict]:
+                 host: str = "", address_host: str = DEPENDENCY_HOST,
+                 address: str = "http://{host}:{port}") -> dict[str, dict]:
     """Per service name: requires/after (unit names), settings to add, depends_on, needed_by.
 
-    Refuses (FrontdoorError listing every problem) a dependency missing on this host, an
-    ambiguous one, or a cycle.
+    `address` is formatted with host (address_host), name and port of the needed service:
+    other targets reach it by name (compose: http://{name}:5000). Refuses (FrontdoorError
+    listing every problem) a dependency missing on this host, an ambiguous one, or a cycle.
     """
     services = list(services)
     by_name = {service["name"]: service for service in services}
@@ -140,7 +142,8 @@ def dependencies(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, An
                     entry[field].append(unit)
             if dependency["name"] not in entry["depends_on"]:
                 entry["depends_on"].append(dependency["name"])
-            entry["settings"][setting] = f"http://{address_host}:{dependency['port']}"
+            entry["settings"][setting] = address.format(
+                host=address_host, name=dependency["name"], port=dependency["port"])
             if name not in plan[dependency["name"]]["needed_by"]:
                 plan[dependency["name"]]["needed_by"].append(name)
     cycle = find_cycle({name: entry["depends_on"] for name, entry in plan.items()})
