@@ -143,6 +143,22 @@ def test_inventory_problems_name_their_fix():
     assert "unknown check id 'host.clock'" in text
 
 
+def test_dependency_missing_on_the_host_is_an_inventory_failure():
+    custom = {"name": "custom", "catalog": "di-custom-template", "port": 5001}
+    layout = {"name": "layout", "catalog": "di-layout", "port": 5002}
+    text = "\n".join(checks.failures(inventory(airlift_services=[custom])))
+    assert "needs a di-layout service on the same host for AzureCognitiveServiceLayoutHost" in text
+    assert "add one to this host's airlift_services" in text
+    fine = by_id(inventory(airlift_services=[custom, layout]), "inventory.dependencies")
+    assert fine["status"] == "PASS" and fine["observed"] == "custom -> layout"
+
+
+def test_service_may_not_take_the_front_door_unit_name():
+    text = "\n".join(checks.failures(inventory(airlift_services=[
+        {"name": "frontdoor", "catalog": "sentiment", "port": 5000}])))
+    assert "rename service 'frontdoor'" in text
+
+
 def test_waiver_without_justification_or_date_is_invalid():
     text = "\n".join(checks.failures(inventory(airlift_waivers=[
         {"check": "host.cpu_clock", "expires": "soon"}])))
@@ -228,3 +244,33 @@ def test_latest_matching_waiver_counts_and_expiry_keeps_a_warning_a_warning():
 
 def test_null_cpus_falls_back_to_the_catalog_minimum():
     assert by_id(run([{**SENTIMENT, "cpus": None}]), "service.cores")["observed"] == "1"
+
+
+FRONT = [{"name": "sentiment", "catalog": "sim-sentiment", "port": 5000}]
+ROUTE_OPTIONS = {"allowed_networks": ["10.0.0.0/8"], "host": "h1"}
+
+
+def test_front_door_checks_pass_and_list_the_routes():
+    results = checks.frontdoor_checks(FRONT, ROUTE_OPTIONS, [],
+                                      {"listening_ports": [5000], "active_units": []})
+    assert [r["status"] for r in results] == ["PASS", "PASS", "PASS"]
+    assert by_id(results, "frontdoor.routes")["observed"] == "sentiment on 15000"
+
+
+def test_front_door_checks_fail_with_the_fix():
+    results = checks.frontdoor_checks(
+        [{**FRONT[0], "name": "Bad_Name"}], ROUTE_OPTIONS, ["h1: expired: issue it again"])
+    text = "\n".join(checks.failures(results))
+    assert "the proxy cannot route this name" in text
+    assert "expired: issue it again" in text
+    # Without facts (deploy gathers none) the ports are not judged.
+    assert "frontdoor.ports" not in {r["id"] for r in results}
+
+
+def test_front_door_port_taken_by_another_program_fails_unless_it_is_ours():
+    taken = {"listening_ports": [15000], "active_units": []}
+    failed = by_id(checks.frontdoor_checks(FRONT, ROUTE_OPTIONS, [], taken), "frontdoor.ports")
+    assert failed["status"] == "FAIL" and "frontdoor.port" in failed["message"]
+    ours = {"listening_ports": [15000], "active_units": ["airlift-frontdoor.service"]}
+    assert by_id(checks.frontdoor_checks(FRONT, ROUTE_OPTIONS, [], ours),
+                 "frontdoor.ports")["status"] == "PASS"

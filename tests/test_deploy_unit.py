@@ -25,7 +25,23 @@ SERVICES = [
 
 def plan():
     return deploy.units(SERVICES, CATALOG, STATE, "/var/lib/airlift/licenses",
-                        "/var/lib/airlift/output", 120)
+                        "/var/lib/airlift/output", 120, bind_address="127.0.0.1")
+
+
+PAIR = [  # listed dependent first: the plan must still start layout first
+    {"name": "custom", "catalog": "sim-custom-template", "port": 5011},
+    {"name": "layout", "catalog": "sim-layout", "port": 5010},
+]
+PAIR_STATE = {
+    "images": {"images": {"localhost/airlift-sim/layout:1.0": {"id": "sha256:aaa"},
+                          "localhost/airlift-sim/custom-template:1.0": {"id": "sha256:bbb"}}},
+    "licenses": {"licenses": {"layout": {"sha256": "33"}, "custom": {"sha256": "44"}}},
+}
+
+
+def pair_plan(bind_address: str = "127.0.0.1", services=PAIR):
+    return deploy.units(services, CATALOG, PAIR_STATE, "/l", "/o", 120,
+                        bind_address=bind_address, bridge_address="10.88.0.1")
 
 
 def test_units_pin_image_id_and_license_hash_and_use_catalog_defaults():
@@ -42,8 +58,55 @@ def test_missing_image_or_license_says_run_distribute():
         deploy.units(SERVICES, CATALOG, {"images": {}, "licenses": {}}, "/l", "/o", 120)
 
 
+def test_dependency_starts_first_and_gets_its_address_filled():
+    layout, custom = pair_plan()
+    assert [layout["name"], custom["name"]] == ["layout", "custom"]
+    assert custom["requires"] == custom["after"] == ["airlift-layout.service"]
+    assert custom["settings"] == {
+        "AzureCognitiveServiceLayoutHost": "http://10.88.0.1:5010"}
+    assert layout["requires"] == [] and layout["settings"] == {}
+    # Behind the front door only loopback is published, plus the bridge for the one needed.
+    assert layout["publish"] == ["127.0.0.1:5010", "10.88.0.1:5010"]
+    assert custom["publish"] == ["127.0.0.1:5011"]
+
+
+def test_dependency_on_every_address_needs_no_bridge_publish():
+    layout, _ = pair_plan(bind_address="0.0.0.0")
+    assert layout["publish"] == ["0.0.0.0:5010"]
+
+
+def test_own_setting_wins_over_the_filled_address():
+    services = [{**PAIR[0], "settings": {"AzureCognitiveServiceLayoutHost": "http://far:5000"}},
+                PAIR[1]]
+    units = {unit["name"]: unit for unit in pair_plan(services=services)}
+    layout, custom = units["layout"], units["custom"]
+    assert custom["settings"] == {"AzureCognitiveServiceLayoutHost": "http://far:5000"}
+    assert custom["requires"] == [] and layout["publish"] == ["127.0.0.1:5010"]
+
+
+def test_missing_dependency_is_refused_before_any_unit():
+    with pytest.raises(deploy.DeployError, match=r"needs a sim-layout service on the same host"):
+        pair_plan(services=[PAIR[0]])
+
+
+@pytest.mark.parametrize("engine", ["podman", "docker"])
+def test_dependent_unit_is_ordered_after_and_reaches_the_gateway(engine):
+    layout, custom = pair_plan()
+    text = render(engine, custom)
+    assert "Requires=airlift-layout.service" in text.splitlines()
+    assert "After=airlift-layout.service" in text.splitlines()
+    args = exec_start(text)
+    assert "AzureCognitiveServiceLayoutHost=http://10.88.0.1:5010" in args
+    layout_args = exec_start(render(engine, layout))
+    published = [layout_args[i + 1] for i, arg in enumerate(layout_args) if arg == "--publish"]
+    assert published == ["127.0.0.1:5010:5000", "10.88.0.1:5010:5000"]
+    assert "airlift-" not in "".join(line for line in render(engine, layout).splitlines()
+                                    if line.startswith(("Requires=", "After=")))
+
+
 def test_stale_units_are_those_not_assigned_any_more():
-    files = ["/etc/systemd/system/airlift-read.service", "/etc/systemd/system/airlift-old.service"]
+    files = ["/etc/systemd/system/airlift-read.service", "/etc/systemd/system/airlift-old.service",
+             "/etc/systemd/system/airlift-frontdoor.service"]  # the front door role's
     assert deploy.stale_units(files, SERVICES) == ["/etc/systemd/system/airlift-old.service"]
 
 

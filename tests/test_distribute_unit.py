@@ -50,3 +50,33 @@ def test_date_only_license_expiry_does_not_crash():
     share = distribute.host_share(manifest(expires="2030-01-01"), SERVICES[:1], CATALOG,
                                   today="2029-12-31")
     assert share["licenses"][0]["service"] == "read"
+
+
+PROXY = {"ref": "localhost/airlift-proxy:latest", "id": "sha256:ppp", "archive": "images/p.tar",
+         "sha256": "p", "size": 5}
+
+
+def test_front_door_host_gets_the_proxy_image_without_a_license():
+    bundle = {**manifest(), "images": [IMAGE, PROXY]}
+    share = distribute.host_share(bundle, SERVICES, CATALOG, today="2026-01-01", frontdoor=True)
+    assert share["images"] == [IMAGE, PROXY]
+    assert [lic["service"] for lic in share["licenses"]] == ["read", "read2"]
+    without = distribute.host_share(bundle, SERVICES, CATALOG, today="2026-01-01")
+    assert without["images"] == [IMAGE]
+
+
+def test_front_door_without_the_proxy_in_the_bundle_says_stage_again():
+    with pytest.raises(distribute.ShareError, match=r"no image localhost/airlift-proxy:latest"):
+        distribute.host_share(manifest(), SERVICES, CATALOG, today="2026-01-01", frontdoor=True)
+
+
+def test_stage_plan_carries_the_proxy_for_front_door_hosts_only():
+    from airlift import stage
+
+    builtin = catalog.load()
+    hostvars = {"a": {"airlift_services": SERVICES[:1], "airlift_frontdoor_enabled": True},
+                "b": {"airlift_services": SERVICES[:1]}}
+    plan = {entry["catalog"]: entry for entry in stage.plan(["a", "b"], hostvars, builtin)}
+    assert plan["airlift-frontdoor"]["hosts"] == ["a"]
+    assert plan["airlift-frontdoor"]["license"] is False
+    assert plan["sim-read"]["license"] is True and plan["sim-read"]["hosts"] == ["a", "b"]

@@ -21,6 +21,9 @@ def test_example_inventory_has_sites_canary_and_commitments():
         ["sentiment", "vision-read"]
     # JSON keys are strings: the plan's year 2026 comes out as "2026".
     assert south["airlift_collect_commitments"]["sentiment"] == {"2026": 5000000}
+    # Real sites get the front door: services on loopback, HTTPS for one network.
+    assert south["airlift_frontdoor_enabled"] is True
+    assert south["airlift_frontdoor_allowed_networks"] == ["10.20.0.0/16"]
     # The key is never in plain text: it comes from the vault or the environment.
     assert "vault_airlift_stage_api_key" in south["airlift_stage_api_key"]
 

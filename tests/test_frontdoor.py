@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import re
 import shutil
 import socket
@@ -40,7 +41,7 @@ def test_dependency_is_ordered_and_its_address_filled():
     plan = frontdoor.dependencies([CUSTOM, LAYOUT], CATALOG)
     assert plan["custom"] == {
         "requires": ["airlift-layout.service"], "after": ["airlift-layout.service"],
-        "settings": {"AzureCognitiveServiceLayoutHost": "http://host.containers.internal:5010"},
+        "settings": {"AzureCognitiveServiceLayoutHost": "http://10.88.0.1:5010"},
         "depends_on": ["layout"], "needed_by": []}
     assert plan["layout"]["needed_by"] == ["custom"] and not plan["layout"]["requires"]
     assert frontdoor.start_order(plan) == ["layout", "custom"]
@@ -54,7 +55,7 @@ def test_builtin_catalog_declares_the_document_intelligence_pairs():
          {"name": "general", "catalog": "di-general-document", "port": 5003},
          {"name": "layout", "catalog": "di-layout", "port": 5004}], builtin)
     assert plan["receipt"]["settings"] == {
-        "AzureCognitiveServiceReadHost": "http://host.containers.internal:5002"}
+        "AzureCognitiveServiceReadHost": "http://10.88.0.1:5002"}
     assert plan["general"]["requires"] == ["airlift-layout.service"]
 
 
@@ -125,6 +126,37 @@ def render(plan: dict) -> str:
                              undefined=jinja2.StrictUndefined, trim_blocks=True)
     return env.get_template("nginx.conf.j2").render(
         ansible_managed="managed", __airlift_frontdoor_plan=plan)
+
+
+def render_unit(plan: dict) -> str:
+    templates = ROOT / "roles/airlift_frontdoor/templates"
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True)
+    env.filters["dirname"] = os.path.dirname
+    return env.get_template("frontdoor.service.j2").render(
+        ansible_managed="managed", __airlift_frontdoor_plan=plan,
+        __airlift_frontdoor_image_id="feed42", airlift_frontdoor_config_dir="/etc/af",
+        airlift_frontdoor_log_dir="/var/log/af", airlift_frontdoor_run_options=["--x=1"])
+
+
+def test_proxy_unit_runs_on_the_host_network_pinned_and_independent_of_services(tmp_path):
+    import airlift_snapshot
+
+    text = render_unit(frontdoor.routes(SERVICES, allowed_networks=["10.0.0.0/8"]))
+    start = " ".join(text.replace("\\\n", " ").split("ExecStart=", 1)[1].splitlines()[0].split())
+    assert "--network host" in start and "--x=1 feed42 /usr/sbin/nginx" in start
+    assert f"--volume /etc/af/nginx.conf:{frontdoor.CONTAINER_CONF}:ro" in start
+    assert f"--volume /etc/af/tls:{frontdoor.CONTAINER_TLS_DIR}:ro" in start
+    assert f"--volume /var/log/af:{frontdoor.CONTAINER_LOG_DIR}" in start
+    assert "ExecReload=/usr/bin/podman exec airlift-frontdoor /usr/sbin/nginx" in text
+    # No ordering on the services either way: restarting one leaves the other alone.
+    assert not [line for line in text.splitlines()
+                if line.startswith(("Requires=", "BindsTo=", "PartOf=")) or "airlift-s" in line]
+    # Rotation removes images no service unit names: the proxy's must not look like one.
+    unit = tmp_path / "airlift-frontdoor.service"
+    unit.write_text(text)
+    assert airlift_snapshot.image_ids_in_units({"units/airlift-frontdoor.service":
+                                                {"path": str(unit)}}) == []
 
 
 def parse_nginx(text: str) -> list:
@@ -277,18 +309,21 @@ def filters():
 def test_filters_return_plans_and_raise_ansible_errors(filters, tmp_path):
     from ansible.errors import AnsibleFilterError
 
-    plan = filters["airlift_frontdoor_dependencies"]([CUSTOM, LAYOUT], CATALOG, "lab-1")
-    assert filters["airlift_frontdoor_start_order"](plan) == ["layout", "custom"]
-    with pytest.raises(AnsibleFilterError, match="needs a sim-layout service"):
-        filters["airlift_frontdoor_dependencies"]([CUSTOM], CATALOG, "lab-1")
     routes = filters["airlift_frontdoor_routes"](SERVICES, allowed_networks=["10.0.0.0/8"])
     assert routes["ports"] == [8443, 15000]
     with pytest.raises(AnsibleFilterError, match="not a network"):
         filters["airlift_frontdoor_routes"](SERVICES, allowed_networks=["nope"])
     ca.init(tmp_path / "ca")
     issued = ca.issue_server(tmp_path / "ca", "lab-1", ["lab-1"])
+    files = filters["airlift_frontdoor_tls_files"](str(tmp_path / "ca"), "lab-1")
+    assert files == {"cert": str(issued.cert), "key": str(issued.key),
+                     "ca": str(tmp_path / "ca" / "ca.crt")}
     assert filters["airlift_frontdoor_cert_problems"](
-        str(issued.cert), ["lab-1"], str(tmp_path / "ca" / "ca.crt")) == []
+        files["cert"], ["lab-1"], files["ca"]) == []
+    assert "not name lab-2.example" in " ".join(filters["airlift_frontdoor_cert_problems"](
+        files["cert"], ["lab-1", "lab-2.example"], files["ca"]))
+    with pytest.raises(AnsibleFilterError, match="host"):
+        filters["airlift_frontdoor_tls_files"](str(tmp_path / "ca"), "../escape")
 
 
 # -- the proxy image: nginx -t on the rendered file, and a real HTTPS round trip -------

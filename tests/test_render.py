@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -53,6 +54,35 @@ def test_compose_file_matches_the_units(rendered):
                                         "Mounts:Output=/output"]
     assert "/var/lib/airlift/licenses/sentiment:/license:ro" in sentiment["volumes"]
     assert sentiment["restart"] == "always" and sentiment["cpus"] == 4
+
+
+@pytest.fixture(scope="module")
+def rendered_pair(tmp_path_factory):
+    """A host running a Document Intelligence pair: custom template needs layout."""
+    out = tmp_path_factory.mktemp("rendered-pair")
+    services = [{"name": "custom", "catalog": "di-custom-template", "port": 5011},
+                {"name": "layout", "catalog": "di-layout", "port": 5010}]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    proc = subprocess.run(["ansible-playbook", "-i", "inventories/example",
+                           "playbooks/render.yml", "--limit", "north-ai-02.enclave.local",
+                           "-e", f"airlift_render_dir={out}",
+                           "-e", json.dumps({"airlift_services": services})],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    return out / "north-ai-02.enclave.local"
+
+
+def test_needed_service_is_reached_by_its_name_on_each_target(rendered_pair):
+    compose = yaml.safe_load((rendered_pair / "compose.yml").read_text())["services"]
+    assert list(compose) == ["layout", "custom"]
+    assert compose["custom"]["depends_on"] == ["layout"]
+    assert "AzureCognitiveServiceLayoutHost=http://layout:5000" in compose["custom"]["command"]
+    docs = [doc for doc in yaml.safe_load_all((rendered_pair / "kubernetes.yml").read_text())
+            if doc and doc["kind"] == "Deployment"]
+    custom = next(d for d in docs if d["metadata"]["name"] == "airlift-custom")
+    env = custom["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "AzureCognitiveServiceLayoutHost",
+            "value": "http://airlift-layout:5010"} in env
 
 
 def test_setting_names_convert_for_kubernetes():

@@ -127,3 +127,55 @@ def test_a_record_torn_by_a_crash_does_not_swallow_the_next_one(tmp_path):
         handle.write('{"service": "sentiment", "meter": "M", "quan')
     ledger.append(2)
     assert ledger.totals() == {"M": 3}
+
+
+def test_dependent_type_refuses_to_start_without_the_address():
+    custom = service(AIRLIFT_SIM_REQUIRES="AzureCognitiveServiceLayoutHost")
+    with pytest.raises(sim.Refusal, match=r"AzureCognitiveServiceLayoutHost=http://"):
+        sim.check_upstream({}, custom)
+    assert sim.check_upstream({"azurecognitiveservicelayouthost": "http://h:5010/"},
+                              custom) == "http://h:5010"
+    assert sim.check_upstream({}, service()) == ""
+
+
+def serve(tmp_path, name, upstream="", **env):
+    out = tmp_path / name
+    out.mkdir()
+    kind = service(AIRLIFT_SIM_SERVICE=name, AIRLIFT_SIM_UNIT="request", **env)
+    server = sim.SimulatorServer(0, kind, {"expires": "2030-01-01"},
+                                 sim.UsageLedger(out, kind), 0, upstream)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def call(url, method="GET"):
+    import urllib.error
+    import urllib.request
+    request = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_dependent_is_ready_and_answers_only_while_what_it_needs_does(tmp_path):
+    layout, layout_url = serve(tmp_path, "layout")
+    custom, custom_url = serve(tmp_path, "custom", upstream=layout_url,
+                               AIRLIFT_SIM_REQUIRES="AzureCognitiveServiceLayoutHost",
+                               AIRLIFT_SIM_PATH="/analyze")
+    try:
+        assert call(f"{custom_url}/ready")[0] == 200
+        status, body = call(f"{custom_url}/analyze", "POST")
+        assert status == 200 and body["upstream"] == layout_url
+        assert call(f"{custom_url}/status")[1]["dependsOn"] == layout_url
+        layout.shutdown()
+        layout.server_close()
+        assert call(f"{custom_url}/ready")[0] == 503
+        status, body = call(f"{custom_url}/analyze", "POST")
+        assert status == 502 and "does not answer /ready" in body["error"]
+        # A refused request is not metered: only the one that answered counts.
+        assert custom.ledger.totals() == {custom.service.meter: 1}
+    finally:
+        custom.shutdown()
+        custom.server_close()

@@ -11,7 +11,10 @@ without the licensed images:
     without a writable `Mounts:Output`; every refusal is one line on stderr, exit 1;
   * `/ready` (503 during warm-up), `/status`, `/swagger`, a metered inference endpoint
     that appends usage records durably to Output, and `/records/usage-logs/[MM/YYYY]`
-    computed from those records, so totals survive restarts.
+    computed from those records, so totals survive restarts;
+  * a type that needs another service (Document Intelligence custom template needs
+    layout through `AzureCognitiveServiceLayoutHost`) refuses to start without that
+    setting, is not ready while the other is not, and asks the other on every request.
 
 The service type (meter, path, warm-up) comes from AIRLIFT_SIM_* variables baked into
 each image. The license HMAC key is a constant: it models "only this container type and
@@ -32,6 +35,8 @@ import os
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -76,6 +81,8 @@ class Service:
         self.unit = environ.get("AIRLIFT_SIM_UNIT", "documents")
         self.version = environ.get("AIRLIFT_SIM_IMAGE_VERSION", "0")
         self.warmup = float(environ.get("AIRLIFT_SIM_WARMUP_SECONDS", "2"))
+        # The setting naming the service this one needs ('' = stands alone).
+        self.requires = environ.get("AIRLIFT_SIM_REQUIRES", "")
 
     def quantity(self, body: bytes) -> int:
         """How much one request meters, by the unit of this service type."""
@@ -239,6 +246,26 @@ class UsageLedger:
                 "meters": meters}
 
 
+def check_upstream(settings: dict[str, str], service: Service) -> str:
+    """The base URL of the service this one needs, or '' when it stands alone."""
+    if not service.requires:
+        return ""
+    value = settings.get(service.requires.lower(), "").rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise Refusal(f"{service.requires} must be the URL of the service {service.name} "
+                      f"needs, like {service.requires}=http://layout:5000 (got {value!r})")
+    return value
+
+
+def upstream_ready(url: str) -> bool:
+    """Whether the needed service answers /ready now (asked on every call: no cache)."""
+    try:
+        with urllib.request.urlopen(f"{url}/ready", timeout=3) as response:
+            return response.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
+
+
 def check_output(settings: dict[str, str]) -> Path:
     raw = settings.get("mounts:output")
     if not raw:
@@ -290,10 +317,12 @@ class Handler(BaseHTTPRequestHandler):
         sim = self.server
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/ready":
-            if sim.is_ready():
-                self.send_json(200, {"status": "ready"})
-            else:
+            if not sim.is_ready():
                 self.send_json(503, {"status": "warming up"})
+            elif sim.upstream and not upstream_ready(sim.upstream):
+                self.send_json(503, {"status": f"waiting for {sim.upstream}"})
+            else:
+                self.send_json(200, {"status": "ready"})
         elif path == "/status":
             self.send_json(200, {
                 "service": sim.service.name,
@@ -301,6 +330,7 @@ class Handler(BaseHTTPRequestHandler):
                 "apiStatus": "Valid",
                 "apiStatusMessage": "Disconnected license is valid.",
                 "licenseExpires": sim.license["expires"],
+                **({"dependsOn": sim.upstream} if sim.upstream else {}),
             })
         elif path == "/swagger":
             self.send_json(200, swagger(sim.service))
@@ -333,16 +363,24 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError as exc:
             self.send_json(400, {"error": str(exc)})
             return
+        if sim.upstream and not upstream_ready(sim.upstream):
+            self.send_json(502, {"error": f"{sim.service.requires} {sim.upstream} does not "
+                                          "answer /ready"})
+            return
         sim.ledger.append(quantity)
-        self.send_json(200, {"service": sim.service.name, "metered": quantity})
+        answer: dict[str, object] = {"service": sim.service.name, "metered": quantity}
+        if sim.upstream:
+            answer["upstream"] = sim.upstream
+        self.send_json(200, answer)
 
 
 class SimulatorServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, port: int, service: Service, license_doc: dict[str, str],
-                 ledger: UsageLedger, warmup: float) -> None:
+                 ledger: UsageLedger, warmup: float, upstream: str = "") -> None:
         super().__init__(("0.0.0.0", port), Handler)
+        self.upstream = upstream
         self.service = service
         self.license = license_doc
         self.ledger = ledger
@@ -364,9 +402,10 @@ def main(argv: list[str], environ: dict[str, str]) -> int:
             return 0
         license_doc = check_license(settings, service)
         ledger = UsageLedger(check_output(settings), service)
+        upstream = check_upstream(settings, service)
         warmup = float(settings.get("sim:warmupseconds", service.warmup))
         port = int(settings.get("sim:port", DEFAULT_PORT))
-        server = SimulatorServer(port, service, license_doc, ledger, warmup)
+        server = SimulatorServer(port, service, license_doc, ledger, warmup, upstream)
     except Refusal as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

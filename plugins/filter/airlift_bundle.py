@@ -26,6 +26,8 @@ def stage_uncredentialed(plan: list[dict[str, Any]], resources: dict[str, Any],
     """Catalog keys with no billing endpoint or API key (names only, never keys)."""
     missing = []
     for entry in plan:
+        if not entry.get("license", True):
+            continue  # the front door's proxy: no license, no credentials
         own = resources.get(entry["catalog"]) or {}
         if not (own.get("endpoint") or endpoint) or not (own.get("api_key") or api_key):
             missing.append(entry["catalog"])
@@ -52,9 +54,10 @@ def stage_licenses(found: list[dict[str, Any]], images: list[dict[str, Any]],
 
 
 def host_share(manifest: dict[str, Any], services: list[dict[str, Any]],
-               catalog: dict[str, Any], today: str | None = None) -> dict[str, Any]:
+               catalog: dict[str, Any], today: str | None = None,
+               frontdoor: bool = False) -> dict[str, Any]:
     try:
-        return distribute.host_share(manifest, services, catalog, today)
+        return distribute.host_share(manifest, services, catalog, today, frontdoor=frontdoor)
     except distribute.ShareError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 

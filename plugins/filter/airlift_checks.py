@@ -27,4 +27,5 @@ class FilterModule:
             "airlift_waive": checks.apply_waivers,
             "airlift_check_failures": checks.failures,
             "airlift_fleet_failures": fleet_failures,
+            "airlift_frontdoor_checks": checks.frontdoor_checks,
         }

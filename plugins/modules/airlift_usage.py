@@ -16,6 +16,8 @@ description:
   - Archives each service's Output directory as it is (read-only, never modified or
     deleted) into C(archive_dir)/<sha256>.tar.gz; the archive is deterministic, so an
     unchanged directory gives the same name.
+  - Archives each of C(log_dirs) that exists (the front door's access log) the same way,
+    returned under C(logs).
   - A service that cannot be collected gets an C(error); the others are still returned.
   - In check mode no temporary instance is started and no archive is written.
 version_added: "0.1.0"
@@ -52,6 +54,21 @@ options:
     description: Host directory for the Output archives (root-only).
     type: path
     default: /var/lib/airlift/usage-archives
+  log_dirs:
+    description: Other directories to archive, such as the front door's access log;
+      one missing on this host is skipped.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: What the directory holds (names the archive in C(logs)).
+        type: str
+        required: true
+      path:
+        description: The directory on the host.
+        type: path
+        required: true
 author:
   - airlift developers
 """
@@ -68,12 +85,14 @@ EXAMPLES = r"""
 RETURN = r"""
 collected:
   description: Schema 1 usage of this host - collected_at and one entry per service
-    (name, catalog, collected_via, all_time, months, archive or error).
+    (name, catalog, collected_via, all_time, months, archive or error), and C(logs) -
+    one entry (name, archive or error) per archived C(log_dirs) directory.
   returned: always
   type: dict
 """
 
 import datetime as dt
+import os
 import subprocess
 
 from ansible.module_utils.airlift_usage import (
@@ -148,6 +167,24 @@ def collect(module: AnsibleModule, service: dict, months: list[str]) -> dict:
     return entry
 
 
+def archive_logs(module: AnsibleModule) -> list[dict]:
+    """Archive each log directory that exists; nothing in check mode."""
+    out = []
+    for entry in module.params["log_dirs"]:
+        if module.check_mode or not os.path.isdir(entry["path"]):
+            continue
+        try:
+            archive = archive_dir(entry["path"], module.params["archive_dir"])
+        except OSError as exc:
+            out.append({"name": entry["name"],
+                        "error": f"could not archive {entry['path']}: {exc}"})
+            continue
+        out.append({"name": entry["name"],
+                    "archive": {"sha256": archive["sha256"], "size": archive["size"],
+                                "host_path": archive["path"]}})
+    return out
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -158,6 +195,9 @@ def main() -> None:
             "run_options": {"type": "list", "elements": "str", "default": []},
             "eula": {"type": "str", "required": True},
             "archive_dir": {"type": "path", "default": "/var/lib/airlift/usage-archives"},
+            "log_dirs": {"type": "list", "elements": "dict", "default": [],
+                         "options": {"name": {"type": "str", "required": True},
+                                     "path": {"type": "path", "required": True}}},
         },
         supports_check_mode=True,
     )
@@ -172,6 +212,7 @@ def main() -> None:
         "collected_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "months": months,
         "services": [collect(module, service, months) for service in params["services"]],
+        "logs": archive_logs(module),
     }
     # Reading usage changes nothing a re-run could converge; the archives are copies.
     module.exit_json(changed=False, collected=collected)

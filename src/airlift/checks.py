@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airlift import frontdoor
 from airlift.timeutil import as_utc
 from airlift.units import format_mb, to_mb
 
@@ -28,6 +29,13 @@ INVENTORY_CHECKS = {
     "inventory.ports": "Service ports unique on the host",
     "inventory.resources": "Service cpus and memory are valid values",
     "inventory.waivers": "Waivers name known checks",
+    "inventory.dependencies": "Services a service needs run on the same host",
+}
+# The front door's checks (hosts with airlift_frontdoor_enabled); not waivable.
+FRONTDOOR_CHECKS = {
+    "frontdoor.routes": "Every service can be routed through the front door",
+    "frontdoor.certificate": "Host certificate valid, from the CA, naming the host",
+    "frontdoor.ports": "Front-door ports free on the host",
 }
 HOST_CHECKS = {
     "host.architecture": "CPU architecture is x86-64",
@@ -45,7 +53,7 @@ HOST_CHECKS = {
     "service.cores": "Cores assigned to the service meet its minimum",
     "service.memory": "Memory assigned to the service meets its minimum",
 }
-ALL_CHECKS = {**INVENTORY_CHECKS, **HOST_CHECKS}
+ALL_CHECKS = {**INVENTORY_CHECKS, **HOST_CHECKS, **FRONTDOOR_CHECKS}
 
 
 def result(check: str, subject: str, status: str, expected: Any, observed: Any,
@@ -96,6 +104,12 @@ def inventory_checks(host_vars: Mapping[str, Any], catalog: Mapping[str, Any]) -
         out.append(result("inventory.resources", name, FAIL if bad else PASS,
                           "valid cpus, memory and port", ", ".join(bad) or "valid",
                           f"fix {'; '.join(bad)}" if bad else ""))
+    reserved = [service for service in services if service.get("name") == frontdoor.RESERVED_NAME]
+    if reserved:
+        out.append(result("inventory.names", "host", FAIL, "names other than frontdoor",
+                          frontdoor.RESERVED_NAME,
+                          f"rename service {frontdoor.RESERVED_NAME!r}: airlift-"
+                          f"{frontdoor.RESERVED_NAME}.service is the front door's unit"))
     for check, field in (("inventory.names", "name"), ("inventory.ports", "port")):
         counts = Counter(service.get(field) for service in services)
         clashes = sorted(str(value) for value, count in counts.items() if count > 1)
@@ -103,10 +117,60 @@ def inventory_checks(host_vars: Mapping[str, Any], catalog: Mapping[str, Any]) -
                           ", ".join(clashes) or "unique",
                           f"give each service its own {field}; repeated: {', '.join(clashes)}"
                           if clashes else ""))
+    out.append(dependency_check(services, catalog))
     problems = waiver_problems(host_vars.get("airlift_waivers") or [])
     out.append(result("inventory.waivers", "host", FAIL if problems else PASS,
                       "waivers of known checks with justification and expiry date",
                       "; ".join(problems) or "valid", "; ".join(problems)))
+    return out
+
+
+def dependency_check(services: list[Mapping[str, Any]],
+                     catalog: Mapping[str, Any]) -> dict[str, Any]:
+    """Each needed service present on the host, unambiguous and without cycles."""
+    known = [service for service in services
+             if service.get("catalog") in catalog and service.get("name")]
+    try:
+        plan = frontdoor.dependencies(known, catalog)
+    except frontdoor.FrontdoorError as exc:
+        return result("inventory.dependencies", "host", FAIL, "needed services on the host",
+                      "missing or ambiguous", str(exc))
+    pairs = [f"{name} -> {', '.join(entry['depends_on'])}"
+             for name, entry in plan.items() if entry["depends_on"]]
+    return result("inventory.dependencies", "host", PASS, "needed services on the host",
+                  "; ".join(pairs) or "none needed", "")
+
+
+def frontdoor_checks(services: list[Mapping[str, Any]], route_options: Mapping[str, Any],
+                     cert_problems: list[str], facts: Mapping[str, Any] | None = None,
+                     ) -> list[dict]:
+    """The front door of one host: routes it can serve, its certificate, its ports.
+
+    Without facts (deploy runs no gathering) the ports are not checked.
+    """
+    out = []
+    try:
+        plan = frontdoor.routes(services, **route_options)
+    except frontdoor.FrontdoorError as exc:
+        out.append(result("frontdoor.routes", "host", FAIL, "every service routable",
+                          "not routable", str(exc)))
+        plan = None
+    else:
+        out.append(result("frontdoor.routes", "host", PASS, "every service routable",
+                          ", ".join(f"{server['name']} on {server['port']}"
+                                    for server in plan["servers"]) or "no service exposed"))
+    out.append(result("frontdoor.certificate", "host", FAIL if cert_problems else PASS,
+                      "valid, names the host, from the airlift CA",
+                      "has problems" if cert_problems else "valid", "; ".join(cert_problems)))
+    if plan is not None and facts:
+        listening = set(facts.get("listening_ports") or [])
+        ours = "airlift-frontdoor.service" in set(facts.get("active_units") or [])
+        taken = sorted(port for port in plan["ports"] if port in listening and not ours)
+        out.append(result("frontdoor.ports", "host", FAIL if taken else PASS,
+                          "front-door ports free", ", ".join(map(str, taken)) or "free",
+                          f"another program listens on {', '.join(map(str, taken))}: set "
+                          "frontdoor.port of that service or airlift_frontdoor_port_offset"
+                          if taken else ""))
     return out
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from airlift import __version__, bundle, cli_ca, cli_playbooks, lab, podman, usage, usage_report
-from airlift.paths import project_root
+from airlift.paths import lab_dir, project_root
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -58,6 +58,7 @@ def cmd_lab_images(args: argparse.Namespace) -> int:
                                          padding_mb=args.padding_mb, force=args.force)
     for image in images:
         print(f"simulator {image.service}: {image.ref}")
+    print(f"front-door proxy image: {lab.ensure_proxy_image(force=args.force)}")
     return EXIT_OK
 
 
@@ -109,13 +110,18 @@ def run_playbook(playbook: str, inventory: str, extra: Sequence[str] = ()) -> in
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The embedded default: lab fleet, simulator images, rollout, usage, reports."""
+    """The embedded default: lab fleet, images, certificates, rollout behind the front
+    door, usage, reports."""
     lab.up(args.hosts)
     lab.ensure_simulator_images()
+    lab.ensure_proxy_image()
     # One run id for the rollout and the collection: all reports land in one folder.
     run_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    same_run = ["-e", f"airlift_run_id={run_id}"]
-    rc = run_playbook("playbooks/stage.yml", "inventories/lab")
+    demo_vars = ["-e", f"@{lab_dir() / 'frontdoor.yml'}"]
+    same_run = [*demo_vars, "-e", f"airlift_run_id={run_id}"]
+    rc = run_playbook("playbooks/stage.yml", "inventories/lab", demo_vars)
+    if rc == EXIT_OK:
+        rc = run_playbook("playbooks/certificates.yml", "inventories/lab", demo_vars)
     if rc == EXIT_OK:
         rc = run_playbook("site.yml", "inventories/lab", same_run)
     if rc == EXIT_OK:
@@ -127,6 +133,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if path.is_file() and "raw" not in path.parts:
                 print(f"  {path.relative_to(run_dir)}")
         print(f"  ... and the raw usage records, by sha256, in {run_dir / 'usage' / 'raw'}/")
+    if rc == EXIT_OK:
+        probe = ("import ssl, urllib.request as u; print(u.urlopen('https://localhost:15000/"
+                 "status', context=ssl.create_default_context(cafile='/etc/airlift/frontdoor/"
+                 "tls/ca.crt')).read().decode())")
+        print("\nEach lab host's services answer through its front door (HTTPS, the lab CA):\n"
+              f"  CONTAINERS_CONF={lab_dir() / 'containers.conf'} podman exec "
+              f"{lab.host_names(1)[0]} python3 -c {shlex.quote(probe)}")
     return rc
 
 

@@ -14,6 +14,8 @@ from airlift import runner, usage
 
 PLAYBOOK_VERBS = {
     "stage": ("playbooks/stage.yml", "connected side: images and licenses into a signed bundle"),
+    "certificates": ("playbooks/certificates.yml",
+                     "front door: the CA once, then issue or renew each host's certificate"),
     "preflight": ("playbooks/preflight.yml", "check every host against its containers"),
     "rollout": ("site.yml", "preflight, distribute and deploy (site.yml)"),
     "collect": ("playbooks/collect_usage.yml", "collect usage and the raw records"),

@@ -6,7 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airlift import frontdoor
 from airlift.units import to_mb
+
+ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
 class DeployError(ValueError):
@@ -34,17 +37,46 @@ def describe(service: Mapping[str, Any], entry: Mapping[str, Any],
 
 
 def describe_all(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
-                 default_ready_timeout: int = 120) -> list[dict[str, Any]]:
-    return [describe(service, catalog[service["catalog"]], default_ready_timeout)
-            for service in services]
+                 default_ready_timeout: int = 120, address: str | None = None,
+                 ) -> list[dict[str, Any]]:
+    """Every service described, dependencies first when `address` (how one reaches a
+    service it needs on this target, see frontdoor.dependencies) is given."""
+    services = list(services)
+    described = [describe(service, catalog[service["catalog"]], default_ready_timeout)
+                 for service in services]
+    if address is None:
+        return described
+    try:
+        needs = frontdoor.dependencies(services, catalog, address=address)
+    except frontdoor.FrontdoorError as exc:
+        raise DeployError(str(exc)) from exc
+    by_name = {item["name"]: {**item, "settings": {**needs[item["name"]]["settings"],
+                                                    **item["settings"]},
+                              "depends_on": needs[item["name"]]["depends_on"]}
+               for item in described}
+    return [by_name[name] for name in frontdoor.start_order(needs)]
 
 
 def units(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
           state: Mapping[str, Any], license_dir: str, output_dir: str,
-          default_ready_timeout: int) -> list[dict[str, Any]]:
+          default_ready_timeout: int, bind_address: str = "0.0.0.0",
+          bridge_address: str = "10.88.0.1") -> list[dict[str, Any]]:
+    """Each service's unit, dependencies first (the order units are installed and started).
+
+    A container reaches a service it needs at the container bridge's gateway (the host
+    as its containers see it), on that service's published port. So a needed service is
+    also published there when services bind to one address only (loopback behind the
+    front door). Not podman's host.containers.internal: podman 4 points that name at the
+    host's first non-loopback address, where a loopback-bound port is not.
+    """
+    services = list(services)
     images = (state.get("images") or {}).get("images") or {}
     licenses = (state.get("licenses") or {}).get("licenses") or {}
-    out, problems = [], []
+    try:
+        needs = frontdoor.dependencies(services, catalog, address_host=bridge_address)
+    except frontdoor.FrontdoorError as exc:
+        raise DeployError(str(exc)) from exc
+    by_name, problems = {}, []
     for service in services:
         name, entry = service["name"], catalog[service["catalog"]]
         image = images.get(entry["image"])
@@ -57,19 +89,34 @@ def units(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
                             "(run playbooks/distribute.yml first)")
         if image is None or lic is None:
             continue
-        out.append({
-            **describe(service, entry, default_ready_timeout),
+        described = describe(service, entry, default_ready_timeout)
+        need = needs[name]
+        publish = [f"{bind_address}:{service['port']}"]
+        if need["needed_by"] and bind_address not in ANY_ADDRESS:
+            publish.append(f"{bridge_address}:{service['port']}")
+        by_name[name] = {
+            **described,
+            # The service's own settings win over the address airlift fills in.
+            "settings": {**need["settings"], **described["settings"]},
+            "requires": need["requires"],
+            "after": need["after"],
+            "depends_on": need["depends_on"],
+            "publish": publish,
             "image_id": image["id"].split(":", 1)[-1],
             "license_sha256": lic["sha256"],
             "license_dir": f"{license_dir}/{name}",
             "output_dir": f"{output_dir}/{name}",
-        })
+        }
     if problems:
         raise DeployError("; ".join(problems))
-    return out
+    return [by_name[name] for name in frontdoor.start_order(needs)]
 
 
 def stale_units(unit_files: Iterable[str], services: Iterable[Mapping[str, Any]]) -> list[str]:
-    """airlift unit files on the host whose service is no longer assigned to it."""
+    """airlift unit files on the host whose service is no longer assigned to it.
+
+    The front door's unit is its own role's to keep or remove.
+    """
     wanted = {f"airlift-{service['name']}.service" for service in services}
+    wanted.add(frontdoor.unit_name(frontdoor.RESERVED_NAME))
     return sorted(path for path in unit_files if path.rsplit("/", 1)[-1] not in wanted)

@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airlift.stage import FRONTDOOR_SERVICE
 from airlift.timeutil import as_utc
 
 
@@ -15,9 +16,12 @@ class ShareError(ValueError):
 
 
 def host_share(manifest: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
-               catalog: Mapping[str, Any], today: str | None = None) -> dict[str, Any]:
-    """Images and licenses for the host's services, refusing what cannot work."""
+               catalog: Mapping[str, Any], today: str | None = None,
+               frontdoor: bool = False) -> dict[str, Any]:
+    """Images and licenses for the host's services (and its front door's proxy),
+    refusing what cannot work."""
     now = as_utc(today) if today else dt.datetime.now(dt.UTC)
+    services = [*services, *([FRONTDOOR_SERVICE] if frontdoor else [])]
     images = {image["ref"]: image for image in manifest.get("images", [])}
     problems, share_images, share_licenses = [], {}, []
     for service in services:
@@ -29,6 +33,8 @@ def host_share(manifest: Mapping[str, Any], services: Iterable[Mapping[str, Any]
                             "this inventory)")
             continue
         share_images[image["id"]] = image
+        if catalog[key].get("license", True) is False:
+            continue  # an image airlift runs itself (the front door): no license
         licenses = [lic for lic in manifest.get("licenses", []) if lic["catalog"] == key]
         if not licenses:
             problems.append(f"{name}: the bundle has no license for {key}")

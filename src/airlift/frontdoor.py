@@ -8,13 +8,13 @@ Dependencies. A catalog entry may declare what it needs on the same host:
 
 For each service, `dependencies` returns the systemd units it must be ordered after
 (`Requires=` and `After=`) and the address setting filled in as
-`http://host.containers.internal:<port of the dependency>`: podman (4.x, CNI or netavark)
-writes that name into every container's /etc/hosts as the gateway of its bridge, which
-is the host itself, so one container reaches another through the other's published port
-without a DNS plugin or a shared network. The dependency must therefore be published on
-the bridge gateway too when the front door binds services to loopback (`needed_by` says
-which ones). Docker needs `--add-host host.containers.internal:host-gateway` on the
-dependent container. A service that sets the setting itself keeps its value and gets no
+`http://<address host>:<port of the dependency>`. The deploy role passes the container
+bridge's gateway (10.88.0.1 for podman, 172.17.0.1 for docker): the host as its
+containers see it, where the dependency's published port is reachable (deploy also
+publishes a needed service there when services bind to loopback, `needed_by` says
+which). Not podman's host.containers.internal: podman 4 points that name at the host's
+first non-loopback address, where a loopback-bound port is not reachable.
+A service that sets the setting itself keeps its value and gets no
 ordering (it points elsewhere); with several candidates on a host it chooses one with
 `depends_on: {<catalog>: <service name>}`.
 
@@ -33,7 +33,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-DEPENDENCY_HOST = "host.containers.internal"
+DEPENDENCY_HOST = "10.88.0.1"  # podman's default bridge gateway
+RESERVED_NAME = "frontdoor"    # the proxy's unit is airlift-frontdoor.service
 # Paths inside the proxy container (lab/proxy; the role mounts the host's files there).
 CONTAINER_CONF = "/etc/airlift/frontdoor/nginx.conf"
 CONTAINER_TLS_DIR = "/etc/airlift/frontdoor/tls"
@@ -82,11 +83,13 @@ def catalog_requires(catalog: Mapping[str, Any], key: str) -> list[dict[str, str
 
 
 def dependencies(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
-                 host: str = "", address_host: str = DEPENDENCY_HOST) -> dict[str, dict]:
+                 host: str = "", address_host: str = DEPENDENCY_HOST,
+                 address: str = "http://{host}:{port}") -> dict[str, dict]:
     """Per service name: requires/after (unit names), settings to add, depends_on, needed_by.
 
-    Refuses (FrontdoorError listing every problem) a dependency missing on this host, an
-    ambiguous one, or a cycle.
+    `address` is formatted with host (address_host), name and port of the needed service:
+    other targets reach it by name (compose: http://{name}:5000). Refuses (FrontdoorError
+    listing every problem) a dependency missing on this host, an ambiguous one, or a cycle.
     """
     services = list(services)
     by_name = {service["name"]: service for service in services}
@@ -139,7 +142,8 @@ def dependencies(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, An
                     entry[field].append(unit)
             if dependency["name"] not in entry["depends_on"]:
                 entry["depends_on"].append(dependency["name"])
-            entry["settings"][setting] = f"http://{address_host}:{dependency['port']}"
+            entry["settings"][setting] = address.format(
+                host=address_host, name=dependency["name"], port=dependency["port"])
             if name not in plan[dependency["name"]]["needed_by"]:
                 plan[dependency["name"]]["needed_by"].append(name)
     cycle = find_cycle({name: entry["depends_on"] for name, entry in plan.items()})

@@ -269,7 +269,7 @@ def ensure_simulator_images(version: str = "1.0", services: Iterable[str] | None
                 "BASE_IMAGE": base, "SERVICE": service, "API_TYPE": spec["api_type"],
                 "ROUTE": spec["path"], "METER": spec["meter"], "UNIT": spec["unit"],
                 "WARMUP_SECONDS": spec["warmup_seconds"], "IMAGE_VERSION": version,
-                "RUN_AS": spec["user"],
+                "RUN_AS": spec["user"], "REQUIRES": spec.get("requires", ""),
             }
             _build(sim_dir / "Containerfile", sim_dir, ref, build_args, recipe)
         if padding_mb:

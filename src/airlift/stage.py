@@ -22,6 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from airlift import bundle
 from airlift.catalog import merge
 
+# The proxy airlift runs on hosts with the front door: its image travels like a service's.
+FRONTDOOR_SERVICE = {"name": "frontdoor", "catalog": "airlift-frontdoor"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -36,7 +38,10 @@ def plan(hosts: Iterable[str], hostvars: Mapping[str, Any],
     for host in hosts:
         host_vars = hostvars[host]
         catalog = merge(dict(builtin), host_vars.get("airlift_catalog_overrides") or {})
-        for service in host_vars.get("airlift_services") or []:
+        services = list(host_vars.get("airlift_services") or [])
+        if host_vars.get("airlift_frontdoor_enabled"):
+            services.append(FRONTDOOR_SERVICE)
+        for service in services:
             key = service.get("catalog")
             if key not in catalog:
                 raise ValueError(f"{host}: service {service.get('name')!r} names unknown "
@@ -44,6 +49,7 @@ def plan(hosts: Iterable[str], hostvars: Mapping[str, Any],
             entry = catalog[key]
             entries.setdefault(key, {"catalog": key, "image": entry["image"],
                                      "mount_owner": entry.get("mount_owner"),
+                                     "license": entry.get("license", True) is not False,
                                      "hosts": []})["hosts"].append(host)
     return [entries[key] for key in sorted(entries)]
 

@@ -56,6 +56,7 @@ def test_images_of_the_bundle_are_loaded(host):
               for name in image.get("Names", [])]
     assert "localhost/airlift-sim/sentiment:1.0" in images
     assert "localhost/airlift-sim/read:1.0" in images
+    assert "localhost/airlift-proxy:latest" in images   # the front door's, from the bundle
     assert host.file("/var/lib/airlift/staging").exists
     assert host.run("ls -A /var/lib/airlift/staging").stdout.strip() == ""
 
@@ -63,20 +64,40 @@ def test_images_of_the_bundle_are_loaded(host):
 def test_licenses_are_root_only(host):
     licenses = host.file("/var/lib/airlift/licenses")
     assert licenses.user == "root" and licenses.mode == 0o711
-    for service in ("sentiment", "read"):
+    # The file is named after the service type (custom runs custom-template).
+    for service, kind in (("sentiment", "sentiment"), ("read", "read"), ("layout", "layout"),
+                          ("custom", "custom-template")):
         directory = host.file(f"/var/lib/airlift/licenses/{service}")
         assert directory.mode == 0o700
-        license_file = host.file(f"/var/lib/airlift/licenses/{service}/{service}.license")
+        license_file = host.file(f"/var/lib/airlift/licenses/{service}/{kind}.license")
         assert license_file.mode == 0o600 and license_file.user == "root"
     state = json.loads(host.file("/var/lib/airlift/state/licenses.json").content_string)
-    assert set(state["licenses"]) == {"sentiment", "read"}
+    assert set(state["licenses"]) == {"sentiment", "read", "layout", "custom"}
+
+
+SERVICES = (("sentiment", 5000), ("read", 5001), ("layout", 5010), ("custom", 5011))
+CA = "/etc/airlift/frontdoor/tls/ca.crt"
+# GET a URL on the host: status and body, TLS verified against the lab CA.
+FETCH = (
+    "import ssl,sys,urllib.request as u, urllib.error as e\n"
+    "ctx = ssl.create_default_context(cafile=sys.argv[2])\n"
+    "try:\n"
+    " r = u.urlopen(sys.argv[1], timeout=10, context=ctx); print(r.status, r.read().decode())\n"
+    "except e.HTTPError as x: print(x.code, x.read().decode())\n"
+    "except OSError as x: print(0, repr(x))\n")
+
+
+def fetch(host, url):
+    status, _, body = host.check_output(f"python3 -c '{FETCH}' {url} {CA}").partition(" ")
+    return int(status), body
 
 
 def test_services_enabled_listening_and_ready(host):
-    for name, port in (("sentiment", 5000), ("read", 5001)):
+    for name, port in SERVICES:
         service = host.service(f"airlift-{name}")
         assert service.is_enabled and service.is_running
-        assert host.socket(f"tcp://0.0.0.0:{port}").is_listening
+        # Behind the front door the services listen on loopback only.
+        assert host.socket(f"tcp://127.0.0.1:{port}").is_listening
         status = host.run(f"python3 -c \"import urllib.request as u; "
                           f"print(u.urlopen('http://127.0.0.1:{port}/ready').status)\"")
         assert status.stdout.strip() == "200", status.stderr
@@ -94,7 +115,10 @@ def test_usage_report_counts_exactly_what_was_sent(host):
     entry = next(item for item in report["hosts"] if item["host"] == name)
     assert entry["status"] == "reported"
     figures = {service["name"]: service["all_time"] for service in entry["services"]}
-    assert figures == {"sentiment": {"Sentiment.TextRecords": 6}, "read": {"Read.Pages": 4}}
+    # The 403 on read's front door metered nothing; custom asked layout, which meters
+    # only its own callers.
+    assert figures == {"sentiment": {"Sentiment.TextRecords": 6}, "read": {"Read.Pages": 4},
+                       "custom": {"CustomTemplate.Pages": 2}, "layout": {"Layout.Pages": 0}}
     hosts = report["hosts_summary"]["expected"]
     totals = report["totals"]
     assert totals["sentiment"]["meters"]["Sentiment.TextRecords"]["all_time"] == 6 * hosts
@@ -104,3 +128,85 @@ def test_usage_report_counts_exactly_what_was_sent(host):
                     .split())
     assert name in text
     assert str(6 * hosts) in text and str(4 * hosts) in text
+
+
+def test_https_through_the_front_door_is_verified_and_reaches_each_service(host):
+    for name, port in (("sentiment", 5000), ("layout", 5010), ("custom", 5011)):
+        status, body = fetch(host, f"https://localhost:{port + 10000}/status")
+        assert status == 200, (name, body)
+        assert json.loads(body)["service"] in {name, "custom-template"}
+    # The certificate also names the host itself (airlift_frontdoor_host_names).
+    name = host.backend.get_hostname()
+    check = host.run("python3 -c \"import ssl,socket; c = ssl.create_default_context("
+                     f"cafile='{CA}'); s = c.wrap_socket(socket.create_connection("
+                     f"('127.0.0.1', 15000)), server_hostname='{name}'); print('ok')\"")
+    assert check.stdout.strip() == "ok", check.stderr
+
+
+def test_client_outside_the_allowed_networks_gets_403(host):
+    status, body = fetch(host, "https://localhost:15001/ready")
+    assert status == 403, body
+
+
+def test_dependent_service_answers_through_what_it_needs(host):
+    status, body = fetch(host, "https://localhost:15011/status")
+    assert status == 200, body
+    assert json.loads(body)["dependsOn"] == "http://10.88.0.1:5010"
+    unit = host.file("/etc/systemd/system/airlift-custom.service").content_string
+    assert "Requires=airlift-layout.service" in unit and "After=airlift-layout.service" in unit
+
+
+def test_service_ports_are_not_reachable_beyond_loopback(host):
+    # 10.88.0.1 is the host's own address on its container bridge: a neighbour's view.
+    probe = ("import socket,sys\ntry:\n socket.create_connection(('10.88.0.1', int(sys.argv[1])),"
+             " timeout=3); print('open')\nexcept OSError: print('closed')\n")
+    for _, port in (("sentiment", 5000), ("read", 5001), ("custom", 5011)):
+        assert host.check_output(f"python3 -c \"{probe}\" {port}") == "closed", port
+    # layout is also published on the bridge: custom's container reaches it there.
+    assert host.check_output(f"python3 -c \"{probe}\" 5010") == "open"
+
+
+def test_access_log_has_one_json_line_per_request(host):
+    lines = host.file("/var/lib/airlift/output/frontdoor/access.log").content_string.splitlines()
+    records = [json.loads(line) for line in lines]
+    seen = {(record["service"], record["status"]) for record in records}
+    assert ("sentiment", 200) in seen and ("custom", 200) in seen and ("read", 403) in seen
+
+
+def test_host_key_is_root_only_and_the_ca_key_never_leaves_the_controller(host):
+    key = host.file("/etc/airlift/frontdoor/tls/server.key")
+    assert key.user == "root" and key.mode == 0o600
+    assert host.file("/etc/airlift/frontdoor").mode == 0o700
+    assert host.run("grep -rl 'PRIVATE KEY' /etc/airlift /var/lib/airlift").stdout.split() == [
+        "/etc/airlift/frontdoor/tls/server.key"]
+
+
+def test_access_log_archive_reached_the_controller(host):
+    reports = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "reports"
+    name = host.backend.get_hostname()
+    assert list(reports.glob(f"*/usage/access-logs/{name}-frontdoor-*.tar.gz"))
+
+
+def main_pid(host, unit):
+    return host.check_output(f"systemctl show --value --property MainPID {unit}")
+
+
+def container_ids(host):
+    return {item["Names"][0]: item["Id"] for item in
+            json.loads(host.check_output("podman ps --format json"))}
+
+
+def test_proxy_and_services_restart_independently(host):
+    before = container_ids(host)
+    host.check_output("systemctl restart airlift-frontdoor")
+    after = container_ids(host)
+    for name, _ in SERVICES:
+        assert after[f"airlift-{name}"] == before[f"airlift-{name}"], name
+    proxy_pid = main_pid(host, "airlift-frontdoor")
+    host.check_output("systemctl restart airlift-sentiment")
+    assert main_pid(host, "airlift-frontdoor") == proxy_pid
+    for _ in range(30):
+        if fetch(host, "https://localhost:15000/ready")[0] == 200:
+            break
+        host.run("sleep 1")
+    assert fetch(host, "https://localhost:15000/ready")[0] == 200
