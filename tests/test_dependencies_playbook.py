@@ -58,7 +58,10 @@ def pair(tmp_path_factory):
         "airlift_distribute_bundle_dir": str(work / "bundle"),
     }))
     args = ["--limit", host, "-e", f"@{extra}"]
-    for playbook in ("playbooks/stage.yml", "playbooks/distribute.yml", "playbooks/deploy.yml"):
+    # Staging runs on the controller (localhost): no --limit, or it would do nothing.
+    proc = run_playbook("playbooks/stage.yml", "-e", f"@{extra}")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for playbook in ("playbooks/distribute.yml", "playbooks/deploy.yml"):
         proc = run_playbook(playbook, *args)
         assert proc.returncode == 0, proc.stdout[-3000:]
     yield host, args

@@ -49,8 +49,11 @@ def door(tmp_path_factory):
         "airlift_distribute_bundle_dir": str(work / "bundle"),
     }))
     args = ["--limit", host, "-e", f"@{extra}"]
-    for playbook in ("playbooks/stage.yml", "playbooks/certificates.yml",
-                     "playbooks/distribute.yml", "playbooks/deploy.yml"):
+    # Staging runs on the controller (localhost): no --limit, or it would do nothing.
+    proc = run_playbook("playbooks/stage.yml", "-e", f"@{extra}")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    for playbook in ("playbooks/certificates.yml", "playbooks/distribute.yml",
+                     "playbooks/deploy.yml"):
         proc = run_playbook(playbook, *args)
         assert proc.returncode == 0, playbook + proc.stdout[-3000:]
     yield {"host": host, "args": args, "ca": work / "ca", "work": work}
