@@ -172,3 +172,11 @@ def test_failed_image_build_leaves_no_image(monkeypatch):
     assert not podman.image_exists(ref)
     assert not podman.image_exists(f"{ref}-partial")
     assert not list(Path(lab.cache_dir()).glob("airlift-rootfs-*"))
+
+
+def test_host_that_dies_at_boot_names_the_inotify_limit(monkeypatch):
+    failed = subprocess.CompletedProcess([], 255, "", "")
+    monkeypatch.setattr(podman, "run", lambda *args, **kwargs: failed)
+    monkeypatch.setattr(podman, "container_state", lambda name: "exited")
+    with pytest.raises(lab.LabError, match=r"sysctl -w fs\.inotify\.max_user_instances=512"):
+        lab.wait_for_systemd("airlift-lab-20", timeout=30)

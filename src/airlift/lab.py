@@ -333,9 +333,22 @@ def wait_for_systemd(name: str, timeout: float = 90) -> str:
         state = proc.stdout.strip() or "unknown"
         if state in {"running", "degraded"}:
             return state
+        if podman.container_state(name) == "exited":
+            raise LabError(f"{name}: exited while booting; {inotify_hint()}; "
+                           f"see `podman logs {name}`")
         time.sleep(1)
     raise LabError(f"{name}: systemd did not finish booting in {timeout:.0f}s (state {state}); "
                    f"see `podman logs {name}`")
+
+
+def inotify_hint() -> str:
+    """Why a host dies at boot when many run: systemd without an inotify instance exits
+    silently (status 255, no log), and the kernel's default allows 128 per user."""
+    path = Path("/proc/sys/fs/inotify/max_user_instances")
+    limit = path.read_text().strip() if path.exists() else "?"
+    return (f"with many hosts up this is root's inotify instance limit (each host's systemd "
+            f"needs about 6; fs.inotify.max_user_instances is {limit}): raise it with "
+            "`sysctl -w fs.inotify.max_user_instances=512` or run fewer hosts")
 
 
 def remove_stale(name: str, consequence: str) -> None:
