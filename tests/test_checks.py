@@ -153,6 +153,12 @@ def test_dependency_missing_on_the_host_is_an_inventory_failure():
     assert fine["status"] == "PASS" and fine["observed"] == "custom -> layout"
 
 
+def test_the_proxy_is_not_a_service_to_list():
+    text = "\n".join(checks.failures(inventory(airlift_services=[
+        {"name": "proxy", "catalog": "airlift-frontdoor", "port": 8443}])))
+    assert "run by airlift itself" in text and "airlift_frontdoor_enabled: true" in text
+
+
 def test_service_may_not_take_the_front_door_unit_name():
     text = "\n".join(checks.failures(inventory(airlift_services=[
         {"name": "frontdoor", "catalog": "sentiment", "port": 5000}])))

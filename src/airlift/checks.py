@@ -87,10 +87,16 @@ def inventory_checks(host_vars: Mapping[str, Any], catalog: Mapping[str, Any]) -
     for service in services:
         name, key = service.get("name", "?"), service.get("catalog")
         known = key in catalog
-        out.append(result("inventory.catalog", name, PASS if known else FAIL, "a catalog key",
-                          key, "" if known else
-                          f"unknown catalog entry {key!r}; valid: {', '.join(sorted(catalog))} "
-                          "(or add it with airlift_catalog_overrides)"))
+        own = known and catalog[key].get("license", True) is False
+        message = ""
+        if not known:
+            message = (f"unknown catalog entry {key!r}; valid: {', '.join(sorted(catalog))} "
+                       "(or add it with airlift_catalog_overrides)")
+        elif own:
+            message = (f"{key!r} is run by airlift itself, not as a service: remove it from "
+                       "airlift_services and set airlift_frontdoor_enabled: true")
+        out.append(result("inventory.catalog", name, FAIL if message else PASS,
+                          "a catalog key of a licensed container", key, message))
         bad = []
         if "memory" in service and not _valid_memory(service["memory"]):
             bad.append(f"memory {service['memory']!r} (use docker's form, e.g. 512m or 8g)")
