@@ -523,9 +523,11 @@ def machine() -> dict[str, Any]:
                   if line.startswith("MemTotal"))
     version = subprocess.run(["podman", "--version"], capture_output=True, text=True,
                              check=False).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True, check=False).stdout.strip()
     return {"cores": os.cpu_count(), "memory": " ".join(memory.split()[1:]),
             "podman": version, "python": platform.python_version(),
-            "kernel": platform.release()}
+            "kernel": platform.release(), "commit": commit or "-"}
 
 
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -665,7 +667,8 @@ MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 def describe(info: dict[str, Any]) -> str:
     kib = int(str(info["memory"]).split()[0])
     return (f"{info['cores']} cores, {kib / 1024 / 1024:.1f} GiB memory, {info['podman']}, "
-            f"Python {info['python']}, kernel {info['kernel']}")
+            f"Python {info['python']}, kernel {info['kernel']}; airlift commit "
+            f"{info.get('commit', '-')}")
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -674,6 +677,10 @@ def markdown(results: dict[str, Any]) -> str:
              f"Machine: {describe(results['machine'])}.", ""]
     for name, data in results["benchmarks"].items():
         lines += [f"## {name}", ""]
+        run = results.get("runs", {}).get(name)
+        if run:
+            lines += [f"Ran {run['minutes']} min from {run['started']}, airlift commit "
+                      f"{run['commit']}.", ""]
         try:
             lines += MARKDOWN[name](data)
         except (KeyError, TypeError, ValueError):
@@ -706,8 +713,10 @@ def main() -> None:
     folder = ROOT / "benchmarks" / "results"
     path = folder / f"{today}.json"
     # Benchmarks run separately on one day add up in that day's file.
-    earlier = json.loads(path.read_text())["benchmarks"] if path.exists() else {}
-    results: dict[str, Any] = {"date": today, "machine": machine(), "benchmarks": earlier}
+    earlier = json.loads(path.read_text()) if path.exists() else {}
+    results: dict[str, Any] = {"date": today, "machine": machine(),
+                               "benchmarks": earlier.get("benchmarks", {}),
+                               "runs": earlier.get("runs", {})}
     folder.mkdir(exist_ok=True)
 
     def save() -> None:
@@ -717,7 +726,11 @@ def main() -> None:
     try:
         for name in args.names or list(BENCHES):
             print(f"[bench] {name}", flush=True)
+            started = time.monotonic()
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             results["benchmarks"][name] = BENCHES[name](args)
+            results["runs"][name] = {"started": stamp, "commit": results["machine"]["commit"],
+                                     "minutes": round((time.monotonic() - started) / 60, 1)}
             # Saved after each benchmark: a failure in a later one keeps the earlier ones.
             save()
     finally:
