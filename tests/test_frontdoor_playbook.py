@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import run_playbook
 
-from airlift import ca, lab, podman
+from airlift import ca, lab, podman, traffic
 
 pytestmark = pytest.mark.lab
 
@@ -106,6 +106,18 @@ def test_unusable_certificate_is_refused_before_any_change(door, problem, tmp_pa
         assert proc.returncode == 0, proc.stdout[-2000:]
 
 
+def test_demo_traffic_through_the_front_door_is_metered_and_a_refusal_is_named(door):
+    host = door["host"]
+    planned = traffic.plan(SERVICES, requests=3)
+    metered = traffic.send(host, planned)
+    assert metered == {"sentiment": planned[0].expected} and planned[0].expected == 9
+    # read is not deployed here: nothing answers on its front-door port.
+    missing = traffic.plan([{"name": "read", "catalog": "sim-read", "port": 5001}])
+    with pytest.raises(traffic.TrafficError, match=f"{host}: requests through the front door "
+                       "failed: .*(refused|Errno)"):
+        traffic.send(host, missing)
+
+
 def test_switching_it_off_removes_proxy_and_key_and_keeps_the_access_log(door):
     host = door["host"]
     on(host, "python3", "-c", FETCH, "https://localhost:15000/status", f"{TLS}/ca.crt")
@@ -122,3 +134,4 @@ def test_switching_it_off_removes_proxy_and_key_and_keeps_the_access_log(door):
     ports = json.loads(on(host, "podman", "ps", "--format", "json"))
     sentiment = next(item for item in ports if item["Names"][0] == "airlift-sentiment")
     assert [port["host_ip"] for port in sentiment["Ports"]] in (["0.0.0.0"], [""])
+

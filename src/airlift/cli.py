@@ -12,7 +12,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from airlift import __version__, bundle, cli_ca, cli_playbooks, lab, podman, usage, usage_report
+from airlift import (
+    __version__,
+    bundle,
+    cli_ca,
+    cli_playbooks,
+    lab,
+    podman,
+    traffic,
+    usage,
+    usage_report,
+)
 from airlift.paths import lab_dir, project_root
 
 EXIT_OK = 0
@@ -50,6 +60,28 @@ def cmd_lab_reap(_: argparse.Namespace) -> int:
     stale = lab.reap()
     print(f"{len(stale)} stale container(s) removed")
     return EXIT_OK
+
+
+def send_traffic(hosts: list[str], requests: int) -> int:
+    """Metered requests to each demo service on each host, through its front door."""
+    planned = traffic.plan(traffic.demo_services(), requests=requests)
+    for host in hosts:
+        try:
+            metered = traffic.send(host, planned)
+        except traffic.TrafficError as error:
+            print(f"airlift: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"{host}: sent " + ", ".join(
+            f"{item.service} {item.requests} request(s), {metered[item.service]} {item.meter}"
+            for item in planned))
+    return EXIT_OK
+
+
+def cmd_lab_traffic(args: argparse.Namespace) -> int:
+    if args.requests < 1 or args.hosts < 1:
+        print("airlift: --requests and --hosts must be at least 1", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return send_traffic(lab.host_names(args.hosts), requests=args.requests)
 
 
 def cmd_lab_images(args: argparse.Namespace) -> int:
@@ -125,6 +157,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if rc == EXIT_OK:
         rc = run_playbook("site.yml", "inventories/lab", same_run)
     if rc == EXIT_OK:
+        rc = send_traffic(lab.host_names(args.hosts), requests=2)
+    if rc == EXIT_OK:
         rc = run_playbook("playbooks/collect_usage.yml", "inventories/lab", same_run)
     run_dir = project_root() / "reports" / run_id
     print(f"\nairlift demo finished with exit code {rc}; reports of this run are in {run_dir}/")
@@ -157,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     lab_verbs.add_parser("status", help="list lab hosts").set_defaults(func=cmd_lab_status)
     lab_verbs.add_parser("reap", help="remove airlift-* containers whose processes are gone"
                          ).set_defaults(func=cmd_lab_reap)
+    traffic_parser = lab_verbs.add_parser(
+        "traffic", help="send metered requests to the demo's services through the front door")
+    traffic_parser.add_argument("--hosts", type=int, default=3, help="first N lab hosts (3)")
+    traffic_parser.add_argument("--requests", type=int, default=2,
+                                help="requests per service and host (2)")
+    traffic_parser.set_defaults(func=cmd_lab_traffic)
     images = lab_verbs.add_parser("images", help="build (or reuse) host and simulator images")
     images.add_argument("--version", default="1.0", help="simulator image version tag")
     images.add_argument("--service", action="append", help="only this service type")
