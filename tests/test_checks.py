@@ -280,3 +280,17 @@ def test_front_door_port_taken_by_another_program_fails_unless_it_is_ours():
     ours = {"listening_ports": [15000], "active_units": ["airlift-frontdoor.service"]}
     assert by_id(checks.frontdoor_checks(FRONT, ROUTE_OPTIONS, [], ours),
                  "frontdoor.ports")["status"] == "PASS"
+
+
+@pytest.mark.parametrize("memory", ["4m", "1k", "0", 0, "5.9m"])
+def test_memory_docker_would_refuse_is_an_inventory_failure(memory):
+    results = inventory(airlift_services=[
+        {"name": "a", "catalog": "sim-sentiment", "port": 5000, "memory": memory}])
+    text = "\n".join(checks.failures(results))
+    assert f"memory {memory!r}" in text and "at least 6m" in text
+
+
+def test_smallest_memory_docker_takes_passes():
+    results = inventory(airlift_services=[
+        {"name": "a", "catalog": "sim-sentiment", "port": 5000, "memory": "6m"}])
+    assert by_id(results, "inventory.resources")["status"] == "PASS"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from airlift import lab
+from airlift import lab, podman
 
 pytestmark = pytest.mark.lab
 HOSTS = lab.host_names(2)
@@ -133,3 +133,17 @@ def test_no_secret_in_the_runner_artifacts(fleet):
             assert env_key.encode() not in data, name
     assert seen > 10
     assert API_KEY not in proc.stdout
+
+
+def test_health_reads_only_and_names_a_stopped_service(fleet):
+    proc = airlift("health", "--limit", ",".join(fleet))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proc.stdout.splitlines()[0].endswith(" playbooks/verify.yml")
+    podman.run(["exec", fleet[0], "systemctl", "stop", "airlift-sentiment.service"])
+    try:
+        proc = airlift("health", "--limit", ",".join(fleet))
+    finally:
+        podman.run(["exec", fleet[0], "systemctl", "start", "airlift-sentiment.service"])
+    assert proc.returncode == 3, proc.stdout[-3000:]
+    row = next(line for line in proc.stdout.splitlines() if line.startswith(fleet[0]))
+    assert row.split()[1] == "failed" and "airlift-sentiment.service is inactive" in row

@@ -125,3 +125,51 @@ def test_service_that_never_gets_ready_fails_with_its_journal(fleet):
     finally:
         assert run("playbooks/deploy.yml", "--limit", host).returncode == 0
     wait_ready(host, 5001)
+
+
+def test_verify_passes_on_a_deployed_host_and_names_each_drift(fleet):
+    host = fleet[1]
+    proc = run("playbooks/verify.yml", "--limit", host, json_output=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert json.loads(proc.stdout)["stats"][host]["changed"] == 0
+    license_file = json.loads(on(host, "cat", "/var/lib/airlift/state/licenses.json"))[
+        "licenses"]["read"]["file"]
+    on(host, "cp", "-p", license_file, "/root/license.orig")
+    on(host, "systemctl", "stop", "airlift-sentiment.service")
+    on(host, "sh", "-c", f"echo tampered >> {license_file}")
+    try:
+        proc = run("playbooks/verify.yml", "--limit", host)
+        assert proc.returncode != 0
+        assert "airlift-sentiment.service is inactive, not active" in proc.stdout
+        assert f"airlift-read's license file {license_file} is not the one its unit" in (
+            proc.stdout)
+        assert "airlift-read does not answer" not in proc.stdout  # read still runs
+    finally:
+        on(host, "mv", "/root/license.orig", license_file)
+        assert run("playbooks/distribute.yml", "--limit", host).returncode == 0
+        assert run("playbooks/deploy.yml", "--limit", host).returncode == 0
+    assert run("playbooks/verify.yml", "--limit", host).returncode == 0
+
+
+def test_missing_read_only_mount_is_refused_before_any_unit_changes(fleet):
+    host = fleet[1]
+    models = json.dumps({"airlift_catalog_overrides": {"sim-read": {"mounts": [
+        {"name": "models", "target": "/usr/local/models", "read_only": True}]}}})
+    before = on(host, "stat", "-c", "%Y", "/etc/systemd/system/airlift-read.service")
+    proc = run("playbooks/deploy.yml", "--limit", host, "-e", models)
+    assert proc.returncode != 0
+    assert ("/var/lib/airlift/mounts/models (mounted read-only into read) is not a folder on "
+            "this host") in proc.stdout
+    assert on(host, "stat", "-c", "%Y", "/etc/systemd/system/airlift-read.service") == before
+    on(host, "mkdir", "-p", "/var/lib/airlift/mounts/models")
+    try:
+        proc = run("playbooks/deploy.yml", "--limit", host, "-e", models)
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        mounts = on(host, "podman", "inspect", "--format",
+                    "{{range .Mounts}}{{.Destination}}={{.Source}},{{.RW}} {{end}}",
+                    "airlift-read")
+        assert "/usr/local/models=/var/lib/airlift/mounts/models,false" in mounts
+    finally:
+        assert run("playbooks/deploy.yml", "--limit", host).returncode == 0
+        on(host, "rmdir", "/var/lib/airlift/mounts/models")
+    wait_ready(host, 5001)

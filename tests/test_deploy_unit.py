@@ -39,6 +39,10 @@ PAIR_STATE = {
 }
 
 
+# The Document Intelligence pair's catalog entries mount one Shared folder.
+SHARED_SETTINGS = {"Mounts:Shared": "/shared", "SharedRootFolder": "/shared"}
+
+
 def pair_plan(bind_address: str = "127.0.0.1", services=PAIR):
     return deploy.units(services, CATALOG, PAIR_STATE, "/l", "/o", 120,
                         bind_address=bind_address, bridge_address="10.88.0.1")
@@ -63,8 +67,8 @@ def test_dependency_starts_first_and_gets_its_address_filled():
     assert [layout["name"], custom["name"]] == ["layout", "custom"]
     assert custom["requires"] == custom["after"] == ["airlift-layout.service"]
     assert custom["settings"] == {
-        "AzureCognitiveServiceLayoutHost": "http://10.88.0.1:5010"}
-    assert layout["requires"] == [] and layout["settings"] == {}
+        "AzureCognitiveServiceLayoutHost": "http://10.88.0.1:5010", **SHARED_SETTINGS}
+    assert layout["requires"] == [] and layout["settings"] == SHARED_SETTINGS
     # Behind the front door only loopback is published, plus the bridge for the one needed.
     assert layout["publish"] == ["127.0.0.1:5010", "10.88.0.1:5010"]
     assert custom["publish"] == ["127.0.0.1:5011"]
@@ -80,7 +84,8 @@ def test_own_setting_wins_over_the_filled_address():
                 PAIR[1]]
     units = {unit["name"]: unit for unit in pair_plan(services=services)}
     layout, custom = units["layout"], units["custom"]
-    assert custom["settings"] == {"AzureCognitiveServiceLayoutHost": "http://far:5000"}
+    assert custom["settings"] == {"AzureCognitiveServiceLayoutHost": "http://far:5000",
+                                  **SHARED_SETTINGS}
     assert custom["requires"] == [] and layout["publish"] == ["127.0.0.1:5010"]
 
 
@@ -156,3 +161,33 @@ def test_docker_unit_removes_a_stale_container_before_start():
     text = render("docker", plan()[0])
     assert "ExecStartPre=-/usr/bin/docker rm --force airlift-read" in text
     assert "Requires=docker.service" in text
+
+
+@pytest.mark.parametrize("engine", ["podman", "docker"])
+def test_shared_mount_is_one_host_folder_for_the_pair(engine):
+    layout, custom = pair_plan()
+    assert layout["mounts"] == custom["mounts"] == [
+        {"name": "shared", "source": "/var/lib/airlift/mounts/shared", "target": "/shared",
+         "read_only": False}]
+    args = exec_start(render(engine, custom))
+    assert args[args.index("/var/lib/airlift/mounts/shared:/shared") - 1] == "--volume"
+    assert "Mounts:Shared=/shared" in args and "SharedRootFolder=/shared" in args
+    # Deploy creates the folder once, for both services.
+    assert deploy.mount_dirs([layout, custom], read_only=False) == [
+        {"path": "/var/lib/airlift/mounts/shared", "owner": 0, "services": ["layout", "custom"]}]
+    assert deploy.mount_dirs([layout, custom], read_only=True) == []
+
+
+def test_service_chooses_its_mount_folder_and_read_only_mounts_say_so():
+    models = {**CATALOG["sim-read"],
+              "mounts": [{"name": "models", "target": "/usr/local/models", "read_only": True}]}
+    catalog_ = {**CATALOG, "sim-read": models}
+    services = [{**SERVICES[0], "mounts": {"models": "/srv/models/read"}}]
+    (read,) = deploy.units(services, catalog_, STATE, "/l", "/o", 120)
+    assert read["mounts"] == [{"name": "models", "source": "/srv/models/read",
+                               "target": "/usr/local/models", "read_only": True}]
+    assert "/srv/models/read:/usr/local/models:ro" in exec_start(render("podman", read))
+    assert deploy.mount_dirs([read], read_only=True) == [
+        {"path": "/srv/models/read", "owner": 0, "services": ["read"]}]
+    # No mount settings declared: none added.
+    assert read["settings"] == SERVICES[0]["settings"]

@@ -117,6 +117,14 @@ class TestLabFleet:
                          if r["id"] == "host.cores")
             assert cores["status"] == status
 
+    def test_limited_run_still_writes_the_report_of_the_hosts_it_ran_on(self, tmp_path, hosts):
+        proc = playbook(self.inventory(tmp_path, hosts, {}), "--limit", hosts[1])
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        report = json.loads((latest_report(tmp_path / "reports") /
+                             "compliance.json").read_text())
+        assert list(report["hosts"]) == [hosts[1]]
+        assert report["hosts"][hosts[1]]["status"] == "PASS"
+
     def test_unreachable_host_is_reported_not_dropped(self, tmp_path, hosts):
         proc = playbook(self.inventory(tmp_path, hosts, {}, extra_hosts=("airlift-lab-ghost",)))
         assert "UNREACHABLE" in proc.stdout

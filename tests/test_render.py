@@ -83,6 +83,16 @@ def test_needed_service_is_reached_by_its_name_on_each_target(rendered_pair):
     env = custom["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "AzureCognitiveServiceLayoutHost",
             "value": "http://airlift-layout:5010"} in env
+    # Both mount the node's one Shared folder, as the published compose file does.
+    shared = "/var/lib/airlift/mounts/shared"
+    assert f"{shared}:/shared" in compose["custom"]["volumes"]
+    assert f"{shared}:/shared" in compose["layout"]["volumes"]
+    spec = custom["spec"]["template"]["spec"]
+    volumes = {v["name"]: v["hostPath"] for v in spec["volumes"]}
+    assert volumes["mount-shared"] == {"path": shared, "type": "DirectoryOrCreate"}
+    assert {"name": "mount-shared", "mountPath": "/shared", "readOnly": False} in (
+        spec["containers"][0]["volumeMounts"])
+    assert {"name": "Mounts__Shared", "value": "/shared"} in env
 
 
 def test_setting_names_convert_for_kubernetes():

@@ -16,19 +16,21 @@ from airlift import deploy
 def deploy_units(services: list[dict[str, Any]], catalog: dict[str, Any],
                  state: dict[str, Any], license_dir: str, output_dir: str,
                  default_ready_timeout: int, bind_address: str = "0.0.0.0",
-                 bridge_address: str = "10.88.0.1") -> list[dict[str, Any]]:
+                 bridge_address: str = "10.88.0.1",
+                 shared_dir: str = deploy.SHARED_DIR) -> list[dict[str, Any]]:
     try:
         return deploy.units(services, catalog, state, license_dir, output_dir,
                             default_ready_timeout, bind_address=bind_address,
-                            bridge_address=bridge_address)
+                            bridge_address=bridge_address, shared_dir=shared_dir)
     except deploy.DeployError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
 
 def describe_services(services: list[dict[str, Any]], catalog: dict[str, Any],
-                      address: str | None = None) -> list[dict[str, Any]]:
+                      address: str | None = None,
+                      shared_dir: str = deploy.SHARED_DIR) -> list[dict[str, Any]]:
     try:
-        return deploy.describe_all(services, catalog, address=address)
+        return deploy.describe_all(services, catalog, address=address, shared_dir=shared_dir)
     except deploy.DeployError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
@@ -55,4 +57,5 @@ class FilterModule:
             "airlift_slurped_state": slurped_state,
             "airlift_k8s_env_name": k8s_env_name,
             "airlift_describe_services": describe_services,
+            "airlift_mount_dirs": deploy.mount_dirs,
         }

@@ -15,7 +15,7 @@ from typing import Any
 
 from airlift import frontdoor
 from airlift.timeutil import as_utc
-from airlift.units import format_mb, to_mb
+from airlift.units import MIN_CONTAINER_MEMORY_MB, format_mb, to_mb
 
 PASS, FAIL, WARN, WAIVED = "PASS", "FAIL", "WARN", "WAIVED"
 ENGINES = ("podman", "docker")
@@ -63,11 +63,12 @@ def result(check: str, subject: str, status: str, expected: Any, observed: Any,
 
 
 def _valid_memory(value: Any) -> bool:
+    """A size docker accepts: its form, and no less than its minimum (0 would mean no
+    limit at all once rounded to MiB)."""
     try:
-        to_mb(value)
+        return to_mb(value) >= MIN_CONTAINER_MEMORY_MB
     except ValueError:
         return False
-    return True
 
 
 def inventory_checks(host_vars: Mapping[str, Any], catalog: Mapping[str, Any]) -> list[dict]:
@@ -99,7 +100,8 @@ def inventory_checks(host_vars: Mapping[str, Any], catalog: Mapping[str, Any]) -
                           "a catalog key of a licensed container", key, message))
         bad = []
         if "memory" in service and not _valid_memory(service["memory"]):
-            bad.append(f"memory {service['memory']!r} (use docker's form, e.g. 512m or 8g)")
+            bad.append(f"memory {service['memory']!r} (use docker's form, e.g. 512m or 8g, "
+                       f"at least {MIN_CONTAINER_MEMORY_MB}m)")
         cpus = service.get("cpus")
         if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, int | float)
                                  or cpus <= 0):

@@ -17,7 +17,8 @@ PLAYBOOK_VERBS = {
     "certificates": ("playbooks/certificates.yml",
                      "front door: the CA once, then issue or renew each host's certificate"),
     "preflight": ("playbooks/preflight.yml", "check every host against its containers"),
-    "rollout": ("site.yml", "preflight, distribute and deploy (site.yml)"),
+    "rollout": ("site.yml", "preflight, distribute, deploy and verify (site.yml)"),
+    "health": ("playbooks/verify.yml", "every service runs as deployed? (reads only)"),
     "collect": ("playbooks/collect_usage.yml", "collect usage and the raw records"),
     "rotate": ("playbooks/rotate.yml", "new images and licenses host by host, with rollback"),
 }

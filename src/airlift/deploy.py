@@ -10,14 +10,35 @@ from airlift import frontdoor
 from airlift.units import to_mb
 
 ANY_ADDRESS = ("0.0.0.0", "::", "")
+SHARED_DIR = "/var/lib/airlift/mounts"
 
 
 class DeployError(ValueError):
     """A service cannot be deployed yet; the message says what to run first."""
 
 
+def mounts(service: Mapping[str, Any], entry: Mapping[str, Any],
+           shared_dir: str = SHARED_DIR) -> list[dict[str, Any]]:
+    """The catalog entry's extra mounts (Document Intelligence's Shared folder, model
+    folders), each with its host folder: the service's own (`mounts: {name: path}`), else
+    `<shared_dir>/<mount name>`, which every service on the host with that mount shares,
+    as the published compose files share one SHARED_MOUNT_PATH."""
+    chosen = service.get("mounts") or {}
+    return [{"name": mount["name"],
+             "source": str(chosen.get(mount["name"], f"{shared_dir}/{mount['name']}")),
+             "target": mount["target"],
+             "read_only": bool(mount.get("read_only", False))}
+            for mount in entry.get("mounts") or []]
+
+
+def mount_settings(entry: Mapping[str, Any]) -> dict[str, str]:
+    """Settings that tell the container where each mount is (e.g. Mounts:Shared=/shared)."""
+    return {setting: mount["target"] for mount in entry.get("mounts") or []
+            for setting in mount.get("settings") or []}
+
+
 def describe(service: Mapping[str, Any], entry: Mapping[str, Any],
-             default_ready_timeout: int) -> dict[str, Any]:
+             default_ready_timeout: int, shared_dir: str = SHARED_DIR) -> dict[str, Any]:
     """What every rendering of a service shares (systemd, Kubernetes, compose)."""
     memory_mb = to_mb(service.get("memory") or entry["memory"]["minimum"])
     return {
@@ -31,18 +52,21 @@ def describe(service: Mapping[str, Any], entry: Mapping[str, Any],
         "memory_mb": memory_mb,
         "port": service["port"],
         "ready_timeout": int(entry.get("ready_timeout", default_ready_timeout)),
-        "settings": {**(entry.get("settings") or {}), **(service.get("settings") or {})},
+        "settings": {**mount_settings(entry), **(entry.get("settings") or {}),
+                     **(service.get("settings") or {})},
+        "mounts": mounts(service, entry, shared_dir),
         "owner": entry.get("mount_owner") or 0,
     }
 
 
 def describe_all(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
                  default_ready_timeout: int = 120, address: str | None = None,
-                 ) -> list[dict[str, Any]]:
+                 shared_dir: str = SHARED_DIR) -> list[dict[str, Any]]:
     """Every service described, dependencies first when `address` (how one reaches a
     service it needs on this target, see frontdoor.dependencies) is given."""
     services = list(services)
-    described = [describe(service, catalog[service["catalog"]], default_ready_timeout)
+    described = [describe(service, catalog[service["catalog"]], default_ready_timeout,
+                          shared_dir)
                  for service in services]
     if address is None:
         return described
@@ -60,7 +84,8 @@ def describe_all(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, An
 def units(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
           state: Mapping[str, Any], license_dir: str, output_dir: str,
           default_ready_timeout: int, bind_address: str = "0.0.0.0",
-          bridge_address: str = "10.88.0.1") -> list[dict[str, Any]]:
+          bridge_address: str = "10.88.0.1",
+          shared_dir: str = SHARED_DIR) -> list[dict[str, Any]]:
     """Each service's unit, dependencies first (the order units are installed and started).
 
     A container reaches a service it needs at the container bridge's gateway (the host
@@ -89,7 +114,7 @@ def units(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
                             "(run playbooks/distribute.yml first)")
         if image is None or lic is None:
             continue
-        described = describe(service, entry, default_ready_timeout)
+        described = describe(service, entry, default_ready_timeout, shared_dir)
         need = needs[name]
         publish = [f"{bind_address}:{service['port']}"]
         if need["needed_by"] and bind_address not in ANY_ADDRESS:
@@ -120,3 +145,18 @@ def stale_units(unit_files: Iterable[str], services: Iterable[Mapping[str, Any]]
     wanted = {f"airlift-{service['name']}.service" for service in services}
     wanted.add(frontdoor.unit_name(frontdoor.RESERVED_NAME))
     return sorted(path for path in unit_files if path.rsplit("/", 1)[-1] not in wanted)
+
+
+def mount_dirs(units_: Iterable[Mapping[str, Any]], read_only: bool) -> list[dict[str, Any]]:
+    """Host folders of the units' extra mounts, each once, with the owner of the first
+    service that mounts it: deploy creates the writable ones and requires the read-only
+    ones (models an operator places) to exist."""
+    seen: dict[str, dict[str, Any]] = {}
+    for unit in units_:
+        for mount in unit.get("mounts") or []:
+            if mount["read_only"] == read_only and mount["source"] not in seen:
+                seen[mount["source"]] = {"path": mount["source"], "owner": unit["owner"],
+                                         "services": []}
+            if mount["source"] in seen:
+                seen[mount["source"]]["services"].append(unit["name"])
+    return list(seen.values())

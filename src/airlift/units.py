@@ -6,6 +6,8 @@ import re
 
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([bkmgt]?)b?\s*$", re.IGNORECASE)
 _FACTORS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# docker refuses a --memory under 6 MB at `docker run`, i.e. after the unit is installed.
+MIN_CONTAINER_MEMORY_MB = 6
 
 
 def parse_memory(value: str | int | float) -> int:
