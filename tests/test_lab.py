@@ -174,6 +174,23 @@ def test_failed_image_build_leaves_no_image(monkeypatch):
     assert not list(Path(lab.cache_dir()).glob("airlift-rootfs-*"))
 
 
+def test_failed_simulator_build_is_never_taken_for_cached(tmp_path):
+    base = lab.ensure_sim_base()
+    ref = "localhost/airlift-test-broken-sim:1"
+    (tmp_path / "Containerfile").write_text(f"FROM {base}\nRUN exit 3\n")
+    try:
+        # An older build of the same name, from another recipe.
+        podman.run(["tag", base, ref])
+        with pytest.raises(podman.PodmanError, match="podman build"):
+            lab._build(tmp_path / "Containerfile", tmp_path, ref, {}, "recipe-2")
+        assert not lab._has_recipe(ref, "recipe-2")
+    finally:
+        podman.run(["rmi", "--ignore", ref], check=False)
+    with pytest.raises(podman.PodmanError):
+        lab._build(tmp_path / "Containerfile", tmp_path, ref, {}, "recipe-2")
+    assert not podman.image_exists(ref)
+
+
 def test_host_that_dies_at_boot_names_the_inotify_limit(monkeypatch):
     failed = subprocess.CompletedProcess([], 255, "", "")
     monkeypatch.setattr(podman, "run", lambda *args, **kwargs: failed)

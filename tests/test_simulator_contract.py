@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from airlift import podman
+from airlift import lab, podman
 
 pytestmark = pytest.mark.lab
 
@@ -85,6 +85,23 @@ def test_refuses_without_license_mount_license_or_output(tmp_path, license_dir, 
     refused(run_once(sim_images["read"], "Eula=accept", "Mounts:License=/license",
                      "Mounts:Output=/tmp", mounts={license_dir: "/license"}),
             "license is for service 'sentiment', not 'read'")
+
+
+def test_refuses_a_tampered_license_and_one_for_another_version(license_dir, sim_images):
+    license_path = license_dir / "sentiment.license"
+    genuine = license_path.read_text()
+    document = json.loads(genuine)
+    document["expires"] = "2999-12-31T00:00:00+00:00"   # a longer license, forged
+    license_path.write_text(json.dumps(document))
+    refused(run_once(sim_images["sentiment"], "Eula=accept", "Mounts:License=/license",
+                     "Mounts:Output=/tmp", mounts={license_dir: "/license"}),
+            "is not valid for this container")
+    # The genuine 1.0 license does not start the 1.1 image.
+    license_path.write_text(genuine)
+    (newer,) = lab.ensure_simulator_images(version="1.1", services=["sentiment"])
+    refused(run_once(newer.ref, "Eula=accept", "Mounts:License=/license",
+                     "Mounts:Output=/tmp", mounts={license_dir: "/license"}),
+            "issued for image version '1.0', this image is '1.1'")
 
 
 def test_refuses_expired_license(tmp_path, sim_images):
