@@ -173,3 +173,26 @@ def test_missing_read_only_mount_is_refused_before_any_unit_changes(fleet):
         assert run("playbooks/deploy.yml", "--limit", host).returncode == 0
         on(host, "rmdir", "/var/lib/airlift/mounts/models")
     wait_ready(host, 5001)
+
+
+def test_port_taken_by_another_program_stops_the_rollout_before_any_unit(fleet):
+    host = fleet[1]
+    on(host, "systemd-run", "--unit", "squatter", "python3", "-m", "http.server", "5002")
+    extra = json.dumps({"airlift_services": [
+        {"name": "sentiment", "catalog": "sim-sentiment", "port": 5000},
+        {"name": "read", "catalog": "sim-read", "port": 5001},
+        {"name": "second", "catalog": "sim-read", "port": 5002}]})
+    try:
+        for _ in range(20):  # until the squatter listens
+            if http(host, 5002, "/") == 200:
+                break
+            time.sleep(0.5)
+        proc = run("site.yml", "--limit", host, "-e", extra)
+        assert proc.returncode != 0
+        assert "host.ports [second]: expected port 5002 free, observed port 5002 in use" in (
+            proc.stdout)
+        assert on(host, "test", "-e", "/etc/systemd/system/airlift-second.service",
+                  check=False) == ""
+        assert "airlift-second" not in on(host, "podman", "ps", "--format", "{{.Names}}")
+    finally:
+        on(host, "systemctl", "stop", "squatter", check=False)
