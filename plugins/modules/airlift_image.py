@@ -125,15 +125,22 @@ import shutil
 import time
 
 from ansible.module_utils.airlift_images import (
+    LOAD,
+    NOTHING,
     PARTIAL_SUFFIX,
+    RECORD,
+    TAG,
     containers_using,
     forget_images,
+    is_recorded,
+    load_action,
     load_archive,
     present_ids,
     read_state,
     ref_points_to,
     remove_image,
     short_id,
+    split_query,
     stale_partials,
     tag,
     take_over,
@@ -156,13 +163,11 @@ def query(module: AnsibleModule) -> None:
     while not os.path.exists(staging):
         staging = os.path.dirname(staging)
     recorded = read_state(params["state_file"]).get("images") or {}
+    missing, unrecorded = split_query(images, present, recorded)
     module.exit_json(changed=bool(discarded),
                      present=sorted(present), discarded=discarded,
                      free_bytes=shutil.disk_usage(staging).free,
-                     missing=[image for image in images if image["id"] not in present],
-                     # Present but not recorded (a rollback put the state file back).
-                     unrecorded=[image for image in images if image["id"] in present
-                                 and not is_recorded(recorded, image)])
+                     missing=missing, unrecorded=unrecorded)
 
 
 def loaded(module: AnsibleModule) -> None:
@@ -171,26 +176,29 @@ def loaded(module: AnsibleModule) -> None:
     for key in ("id", "ref", "sha256", "size"):
         if key not in (image or {}):
             module.fail_json(msg=f"image needs {key}: give id, ref, sha256 and size")
-    if present_ids(engine, [image["id"]]):
-        if src and src.endswith(PARTIAL_SUFFIX) and os.path.exists(src):
-            os.unlink(src)
-        if ref_points_to(engine, image["ref"], image["id"]):
-            recorded = read_state(params["state_file"]).get("images") or {}
-            if is_recorded(recorded, image):
-                module.exit_json(changed=False, loaded=False, msg="image already present")
-            if not module.check_mode:
-                record(params["state_file"], image)
-            module.exit_json(changed=True, loaded=False, msg="recorded the present image")
-        # Present under another name (or a tag failed last time): tag and record it.
-        if not module.check_mode:
-            try:
-                tag(engine, image["id"], image["ref"])
-            except RuntimeError as exc:
-                module.fail_json(msg=str(exc))
-            record(params["state_file"], image)
-        module.exit_json(changed=True, loaded=False, msg=f"tagged {image['ref']}")
+    present = bool(present_ids(engine, [image["id"]]))
+    if present and src and src.endswith(PARTIAL_SUFFIX) and os.path.exists(src):
+        os.unlink(src)
+    tagged = present and ref_points_to(engine, image["ref"], image["id"])
+    recorded = is_recorded(read_state(params["state_file"]).get("images") or {}, image)
+    action = load_action(present, tagged, recorded)
+    if action == NOTHING:
+        module.exit_json(changed=False, loaded=False, msg="image already present")
     if module.check_mode:
-        module.exit_json(changed=True, loaded=False, msg="would load the archive")
+        module.exit_json(changed=True, loaded=False,
+                         msg="would load the archive" if action == LOAD
+                         else f"would {action} {image['ref']}")
+    if action == RECORD:
+        record(params["state_file"], image)
+        module.exit_json(changed=True, loaded=False, msg="recorded the present image")
+    if action == TAG:
+        # Present under another name (or a tag failed last time): tag and record it.
+        try:
+            tag(engine, image["id"], image["ref"])
+        except RuntimeError as exc:
+            module.fail_json(msg=str(exc))
+        record(params["state_file"], image)
+        module.exit_json(changed=True, loaded=False, msg=f"tagged {image['ref']}")
     if not src or not os.path.exists(src):
         module.fail_json(msg=f"archive {src} not found on the host")
     if params["take_over"]:
@@ -248,11 +256,6 @@ def absent(module: AnsibleModule) -> None:
     if not module.check_mode:
         forget_images(params["state_file"], removed)
     module.exit_json(changed=bool(removed), removed=removed, in_use=in_use)
-
-
-def is_recorded(recorded: dict, image: dict) -> bool:
-    entry = recorded.get(image["ref"]) or {}
-    return short_id(entry.get("id", "")) == short_id(image["id"])
 
 
 def record(state_file: str, image: dict) -> None:
