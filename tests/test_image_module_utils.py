@@ -112,6 +112,8 @@ class FakeModule:
 def module_code(monkeypatch):
     """plugins/modules/airlift_image.py with module_utils importable as Ansible ships it."""
     monkeypatch.setitem(sys.modules, "ansible.module_utils.airlift_images", ai)
+    monkeypatch.setitem(sys.modules, "ansible.module_utils.airlift_hostinfo",
+                        importlib.import_module("airlift_hostinfo"))
     spec = importlib.util.spec_from_file_location("airlift_image_module",
                                                   ROOT / "plugins/modules/airlift_image.py")
     code = importlib.util.module_from_spec(spec)
@@ -219,3 +221,22 @@ def test_module_fails_when_the_loaded_archive_holds_another_image(module_code, m
     assert "localhost/something-else:1.0" in result["msg"]
     assert [call[0] for call in engine.calls] == ["load"]   # never tagged
     assert state == {}                                      # never recorded
+
+
+def test_query_reports_free_space_as_preflight_measures_it(module_code, monkeypatch,
+                                                           tmp_path):
+    import airlift_hostinfo
+
+    # airlift_host_facts' measure (nearest existing directory, whole MiB), faked here so
+    # that the disk's own churn cannot make the test flaky.
+    assert module_code.disk_free_mb is airlift_hostinfo.disk_free_mb
+    monkeypatch.setattr(module_code, "disk_free_mb", lambda path: len(path))
+    monkeypatch.setattr(module_code, "present_ids", lambda engine, wanted: set())
+    staging, store = str(tmp_path / "staging"), str(tmp_path / "containers" / "not-yet")
+    module = FakeModule(images=[{"id": IMAGE["id"], "ref": IMAGE["ref"]}], staging_dir=staging,
+                        disk_paths=[store], state_file=str(tmp_path / "images.json"))
+    with pytest.raises(Exited) as answer:
+        module_code.query(module)
+    result = answer.value.result
+    assert result["free_mb"] == {staging: len(staging), store: len(store)}
+    assert result["missing"] == [{"id": IMAGE["id"], "ref": IMAGE["ref"]}]

@@ -7,14 +7,19 @@ DOCUMENTATION = r"""
 module: airlift_image
 short_description: Load container images from verified archives, with a truthful changed
 description:
-  - C(state=query) asks the engine which of the given image IDs it has (no hashing) and
-    discards temporary files left by an interrupted transfer.
+  - C(state=query) asks the engine which of the given image IDs it has (no hashing),
+    discards temporary files left by an interrupted transfer, and reports the free space
+    of the staging directory and of each of C(disk_paths).
   - C(state=loaded) takes an archive already on the host (C(src)), checks its size and
     sha256 in one read, renames it to its final name, loads it, checks that the engine
     now has the manifest's image ID, tags it, and removes the archive unless
     C(keep_archive). When the image ID is present already, nothing is read or loaded.
   - The airlift_image action plugin (same name) transfers archives from the bundle and
     calls this module; the module can also be used alone for archives carried to a host.
+  - With C(bundle_dir), the action plugin refuses before any transfer when the staging
+    directory or one of C(disk_paths) has less free space than the missing images need
+    (each archive and its loaded image, times C(disk_headroom), default 1.5), which is
+    the rule of preflight's host.disk check.
   - Records loaded images in a state file on the host.
   - C(state=absent) removes the given image IDs with all their tags, unless a container
     still uses one (never forced), and drops them from the state file; a rotation calls
@@ -48,6 +53,12 @@ options:
     description: Where archives are kept while they are verified and loaded.
     type: path
     default: /var/lib/airlift/staging
+  disk_paths:
+    description: Further directories whose free space C(state=query) reports, such as
+      the engine's image store (the role passes C(airlift_preflight_disk_paths)).
+    type: list
+    elements: path
+    default: []
   take_over:
     description: C(src) was uploaded by a non-root connection user - copy it into the
       root-only staging directory while hashing it (the uploader cannot change what is
@@ -106,6 +117,11 @@ free_bytes:
   description: Free space where archives are staged (query).
   returned: state=query
   type: int
+free_mb:
+  description: Free MiB of the staging directory and of each of C(disk_paths), measured
+    like airlift_host_facts' disk_free_mb (query).
+  returned: state=query
+  type: dict
 loaded:
   description: Whether an archive was loaded by this call.
   returned: state=loaded
@@ -124,6 +140,7 @@ import os
 import shutil
 import time
 
+from ansible.module_utils.airlift_hostinfo import disk_free_mb
 from ansible.module_utils.airlift_images import (
     LOAD,
     NOTHING,
@@ -167,6 +184,9 @@ def query(module: AnsibleModule) -> None:
     module.exit_json(changed=bool(discarded),
                      present=sorted(present), discarded=discarded,
                      free_bytes=shutil.disk_usage(staging).free,
+                     # Preflight's measure, so that distribute applies preflight's rule.
+                     free_mb={path: disk_free_mb(path)
+                              for path in [params["staging_dir"], *params["disk_paths"]]},
                      missing=missing, unrecorded=unrecorded)
 
 
@@ -275,6 +295,7 @@ def main() -> None:
             "image": {"type": "dict"},
             "src": {"type": "path"},
             "staging_dir": {"type": "path", "default": "/var/lib/airlift/staging"},
+            "disk_paths": {"type": "list", "elements": "path", "default": []},
             "keep_archive": {"type": "bool", "default": False},
             "take_over": {"type": "bool", "default": False},
             "state_file": {"type": "path", "default": "/var/lib/airlift/state/images.json"},
