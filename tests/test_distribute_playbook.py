@@ -33,8 +33,10 @@ def task_results(proc: subprocess.CompletedProcess, task_name: str) -> dict[str,
 
 @pytest.fixture(scope="module")
 def fleet():
-    lab.up(2)
-    hosts = lab.host_names(2)
+    # Three hosts: besides the two the tests act on (fleet[0], fleet[1]), a third whose
+    # first delivery runs alongside them and must converge too.
+    lab.up(3)
+    hosts = lab.host_names(3)
     proc = run("playbooks/stage.yml")
     assert proc.returncode == 0, proc.stdout[-3000:]
     return hosts
