@@ -189,3 +189,74 @@ def test_seal_repairs_a_signature_left_stale_by_an_interrupted_seal(signed, keys
     assert bundle.verify(signed, keys[1]).ok
     changed, _ = stage.seal(signed, manifest["images"], manifest["licenses"], keys[0])
     assert not changed
+
+
+# -- staging records each license's image and expiry ---------------------------------
+
+SIM_LICENSE = {"format": "airlift-sim-license/1", "service": "read", "imageVersion": "1.0",
+               "issued": "2026-01-01T00:00:00+00:00",
+               "expires": "2027-01-01T00:00:00+00:00", "signature": "c2ln"}
+
+
+def test_license_expiry_is_read_from_the_license_file(tmp_path):
+    from airlift import stage
+
+    path = tmp_path / "read.license"
+    path.write_text(json.dumps(SIM_LICENSE, indent=2) + "\n")
+    assert stage.license_expiry(path, "2030-01-01") == "2027-01-01T00:00:00+00:00"
+
+
+@pytest.mark.parametrize("content", [
+    "opaque license bytes\n",                     # not JSON (a vendor's own format)
+    json.dumps({**SIM_LICENSE, "expires": None}),  # JSON that does not say
+    json.dumps({"format": "x"}),
+    json.dumps(["not", "an", "object"]),
+    None,                                          # unreadable: no file
+])
+def test_license_expiry_falls_back_to_the_inventory_value(tmp_path, content):
+    from airlift import stage
+
+    path = tmp_path / "read.license"
+    if content is not None:
+        path.write_text(content)
+    assert stage.license_expiry(path, "2030-01-01") == "2030-01-01"
+    assert stage.license_expiry(path, None) is None
+
+
+def stage_filters():
+    from importlib import util
+
+    from conftest import ROOT
+
+    spec = util.spec_from_file_location("airlift_bundle_filters",
+                                        ROOT / "plugins/filter/airlift_bundle.py")
+    code = util.module_from_spec(spec)
+    spec.loader.exec_module(code)
+    return code.FilterModule().filters()
+
+
+def test_stage_licenses_records_each_licenses_image_id_and_expiry(tmp_path):
+    root = tmp_path / "bundle"
+    read_dir, sent_dir = root / "licenses" / "sim-read-aaa", root / "licenses" / "sim-sent-bbb"
+    read_dir.mkdir(parents=True)
+    sent_dir.mkdir(parents=True)
+    (read_dir / "read.license").write_text(json.dumps(SIM_LICENSE))
+    (sent_dir / "sentiment.license").write_text("opaque license bytes\n")
+    images = [{"catalog": "sim-read", "ref": "localhost/airlift-sim/read:1.0",
+               "id": "sha256:aaa"},
+              {"catalog": "sim-sentiment", "ref": "localhost/airlift-sim/sentiment:1.0",
+               "id": "sha256:bbb"}]
+    # `find` results, one per licensed image, as the stage role registers them.
+    found = [{"item": {"image": images[0]}, "files": [{"path": str(read_dir / "read.license")}]},
+             {"item": {"image": images[1]},
+              "files": [{"path": str(sent_dir / "sentiment.license")}]}]
+    stage_licenses = stage_filters()["airlift_stage_licenses"]
+    assert stage_licenses(found, images, str(root), "2030-06-30") == [
+        {"catalog": "sim-read", "image": "localhost/airlift-sim/read:1.0",
+         "image_id": "sha256:aaa", "path": "licenses/sim-read-aaa/read.license",
+         "expires": "2027-01-01T00:00:00+00:00"},          # the file's own expiry wins
+        {"catalog": "sim-sentiment", "image": "localhost/airlift-sim/sentiment:1.0",
+         "image_id": "sha256:bbb", "path": "licenses/sim-sent-bbb/sentiment.license",
+         "expires": "2030-06-30"}]                          # else the inventory's
+    # airlift_stage_license_expires left empty: the expiry is unknown, not "".
+    assert stage_licenses(found, images, str(root), "")[1]["expires"] is None

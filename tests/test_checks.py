@@ -212,6 +212,44 @@ def test_disk_need_comes_from_the_bundle_when_there_is_one():
     assert disk["expected"] == ">= 9.0 GiB"
 
 
+GIB = 1024 * 1024 * 1024
+
+
+@pytest.mark.parametrize("free", [8000, 9215, 9216, 9217, 50_000])
+def test_transfer_is_refused_exactly_where_preflight_fails_host_disk(free):
+    # A host without the image: distribute's need is preflight's (3 + 3 GiB, x1.5).
+    paths = {"/var/lib/containers": 50_000, "/var/lib/airlift/staging": free}
+    preflight = checks.host_checks(facts(disk_free_mb=paths), [SENTIMENT], CATALOG,
+                                   THRESHOLDS, MANIFEST)
+    flagged = {r["subject"] for r in preflight if r["id"] == "host.disk"
+               and r["status"] == "FAIL"}
+    refusal = checks.transfer_refusal([3 * GIB], paths, THRESHOLDS["disk_headroom"],
+                                      "/var/lib/airlift/staging")
+    assert (refusal is not None) == bool(flagged) == (free < 9216)
+
+
+def test_transfer_refusal_names_path_need_free_and_fix():
+    refusal = checks.transfer_refusal(
+        [200 * 1024 * 1024], {"/mnt/tiny/staging": 20, "/var/lib/containers": 500}, 1.5,
+        "/mnt/tiny/staging")
+    assert refusal == (
+        "not enough disk on the host: 1 image(s) need 600 MiB free on each of "
+        "/mnt/tiny/staging, /var/lib/containers (archive + loaded image, times "
+        "airlift_preflight_disk_headroom 1.5, as preflight's host.disk); "
+        "/mnt/tiny/staging has 20 MiB free; /var/lib/containers has 500 MiB free: free "
+        "space there, or set airlift_distribute_staging_dir to a directory on a larger disk")
+
+
+def test_transfer_refusal_counts_the_headroom_and_only_what_moves():
+    free = {"/var/lib/containers": 500, "/var/lib/airlift/staging": 5000}
+    mib = 1024 * 1024
+    assert checks.transfer_refusal([200 * mib], free, 1.0, "/var/lib/airlift/staging") is None
+    short = checks.transfer_refusal([200 * mib], free, 1.5, "/var/lib/airlift/staging")
+    assert "need 600 MiB" in short and "/var/lib/containers has 500 MiB free" in short
+    assert "airlift_distribute_staging_dir" not in short    # the staging dir is not short
+    assert checks.transfer_refusal([], {"/var/lib/containers": 0}, 1.5, "/x") is None
+
+
 @pytest.mark.parametrize(("today", "status"), [
     ("2026-11-01", "PASS"), ("2027-01-10", "WARN"), ("2027-02-01", "FAIL")])
 def test_license_expiry_against_the_warning_window(today, status):

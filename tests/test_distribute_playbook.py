@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -33,8 +34,10 @@ def task_results(proc: subprocess.CompletedProcess, task_name: str) -> dict[str,
 
 @pytest.fixture(scope="module")
 def fleet():
-    lab.up(2)
-    hosts = lab.host_names(2)
+    # Three hosts: besides the two the tests act on (fleet[0], fleet[1]), a third whose
+    # first delivery runs alongside them and must converge too.
+    lab.up(3)
+    hosts = lab.host_names(3)
     proc = run("playbooks/stage.yml")
     assert proc.returncode == 0, proc.stdout[-3000:]
     return hosts
@@ -212,6 +215,9 @@ def test_too_little_disk_is_refused_before_any_byte_moves(fleet):
                    "airlift_distribute_staging_dir=/mnt/tiny/staging")
         assert proc.returncode != 0
         assert "not enough disk on the host" in proc.stdout
+        # The message names the short path (YAML output may wrap it: compare words).
+        shown = " ".join(proc.stdout.split())
+        assert re.search(r"/mnt/tiny/staging has \d+ MiB free", shown), shown[-3000:]
         used = podman.run(["exec", host, "du", "-sb", "/mnt/tiny"]).stdout.split()[0]
         assert int(used) < 1_000_000
     finally:

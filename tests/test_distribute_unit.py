@@ -80,3 +80,75 @@ def test_stage_plan_carries_the_proxy_for_front_door_hosts_only():
     assert plan["airlift-frontdoor"]["hosts"] == ["a"]
     assert plan["airlift-frontdoor"]["license"] is False
     assert plan["sim-read"]["license"] is True and plan["sim-read"]["hosts"] == ["a", "b"]
+
+
+# -- the airlift_image action plugin: preflight's disk rule before any byte moves ------
+
+MIB = 1024 * 1024
+BUNDLED = {**IMAGE, "sha256": "a" * 64, "size": 200 * MIB}
+
+
+def image_action(monkeypatch, free_mb, **args):
+    """The action plugin with a fake connection; the module answers the query."""
+    from importlib import util
+    from unittest import mock
+
+    from conftest import ROOT
+
+    spec = util.spec_from_file_location("airlift_image_action",
+                                        ROOT / "plugins/action/airlift_image.py")
+    code = util.module_from_spec(spec)
+    spec.loader.exec_module(code)
+    task = mock.Mock(async_val=0, check_mode=False, args={
+        "bundle_dir": "/bundle", "images": [BUNDLED], "staging_dir": "/var/lib/airlift/staging",
+        **args})
+    connection = mock.Mock()
+    connection._shell.tmpdir = "/tmp/ansible-tmp"
+    action = code.ActionModule(task, connection, mock.Mock(become=False), None, None)
+    calls = []
+
+    def execute_module(name, module_args, task_vars):
+        calls.append(module_args)
+        if module_args["state"] == "query":
+            return {"changed": False, "present": [], "discarded": [], "unrecorded": [],
+                    "missing": [{"id": BUNDLED["id"], "ref": BUNDLED["ref"]}],
+                    "free_mb": free_mb}
+        return {"changed": True, "loaded": True}
+
+    monkeypatch.setattr(action, "_execute_module", execute_module)
+    monkeypatch.setattr(action, "_get_remote_user", lambda: "root")
+    monkeypatch.setattr(action, "_remove_tmp_path", lambda path: None)
+    return action, connection, calls
+
+
+def test_transfer_preflight_would_flag_is_refused_before_any_byte_moves(monkeypatch):
+    free = {"/var/lib/airlift/staging": 50_000, "/var/lib/containers": 500}
+    action, connection, calls = image_action(
+        monkeypatch, free, disk_paths=["/var/lib/containers"], disk_headroom=1.5)
+    result = action.run(task_vars={})
+    assert result["failed"] is True
+    assert result["msg"].startswith("not enough disk on the host: 1 image(s) need 600 MiB")
+    assert "/var/lib/containers has 500 MiB free" in result["msg"]
+    assert calls[0]["disk_paths"] == ["/var/lib/containers"]   # the image store is asked
+    assert len(calls) == 1 and not connection.put_file.called
+
+
+def test_transfer_within_the_rule_goes_ahead(monkeypatch):
+    free = {"/var/lib/airlift/staging": 600, "/var/lib/containers": 600}
+    action, connection, calls = image_action(
+        monkeypatch, free, disk_paths=["/var/lib/containers"], disk_headroom=1.5)
+    result = action.run(task_vars={})
+    assert not result.get("failed"), result
+    assert result["loaded"] == [BUNDLED["ref"]]
+    # The headroom is the controller's: the module is never given an option it lacks.
+    assert [call["state"] for call in calls] == ["query", "loaded"]
+    assert not any("disk_headroom" in call for call in calls)
+    connection.put_file.assert_called_once_with(
+        "/bundle/images/r.tar", f"/var/lib/airlift/staging/.{'a' * 64}.tar.partial")
+
+
+def test_transfer_headroom_defaults_to_preflights(monkeypatch):
+    free = {"/var/lib/airlift/staging": 599}    # 2 x 200 MiB fits; x1.5 does not
+    action, connection, _ = image_action(monkeypatch, free)
+    assert action.run(task_vars={})["failed"] is True
+    assert not connection.put_file.called

@@ -6,6 +6,10 @@ C(state=query), no hashing anywhere), transfers each missing archive from the ve
 bundle to a temporary name on the host, and has the module verify, rename and load it.
 A converged host costs one module call and moves no bytes. Without C(bundle_dir) the
 arguments go to the airlift_image module unchanged.
+
+Before the first byte moves, the free space the host reports for the staging directory
+and each of C(disk_paths) is held against preflight's host.disk rule (airlift.checks, on
+the controller): a transfer preflight would flag is refused, never half done.
 """
 
 from __future__ import annotations
@@ -16,8 +20,13 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from airlift.checks import transfer_refusal
+
 MODULE = "airlift_image"
-SYNC_ARGS = ("bundle_dir", "images", "engine", "staging_dir", "keep_archive", "state_file")
+SYNC_ARGS = ("bundle_dir", "images", "engine", "staging_dir", "keep_archive", "state_file",
+             "disk_paths", "disk_headroom")
+# airlift_preflight_disk_headroom's default, for callers that do not pass one.
+DISK_HEADROOM = 1.5
 
 
 class ActionModule(ActionBase):
@@ -38,20 +47,19 @@ class ActionModule(ActionBase):
                   if key in args}
         images = args.get("images") or []
         probe = self._execute_module(MODULE, task_vars=task_vars, module_args={
-            **common, "state": "query", "images": [
-                {"id": image["id"], "ref": image["ref"]} for image in images]})
+            **common, "state": "query", "disk_paths": list(args.get("disk_paths") or []),
+            "images": [{"id": image["id"], "ref": image["ref"]} for image in images]})
         if probe.get("failed"):
             return {**result, **probe}
         staging = args.get("staging_dir", "/var/lib/airlift/staging")
         by_id = {image["id"]: image for image in images}
         missing = [by_id[item["id"]] for item in probe["missing"]]
-        # An archive and its loaded image both land on the host: refuse before moving a byte.
-        needed = 2 * sum(image["size"] for image in missing)
-        if needed > probe.get("free_bytes", needed):
-            return {**result, "failed": True,
-                    "msg": f"not enough disk on the host: {needed >> 20} MiB needed for "
-                           f"{len(missing)} image(s), {probe['free_bytes'] >> 20} MiB free "
-                           f"under {staging}; free space or choose another staging_dir"}
+        # Refuse before moving a byte what preflight's host.disk check would flag.
+        refusal = transfer_refusal([int(image["size"]) for image in missing],
+                                   probe["free_mb"],
+                                   float(args.get("disk_headroom", DISK_HEADROOM)), staging)
+        if refusal:
+            return {**result, "failed": True, "msg": refusal, "free_mb": probe["free_mb"]}
         result.update(changed=bool(probe.get("changed")), present=probe["present"],
                       discarded=probe["discarded"], transferred_bytes=0, loaded=[],
                       would_transfer=[])

@@ -32,6 +32,49 @@ def present_ids(engine: str, wanted: list[str]) -> set[str]:
     return {image_id for image_id in wanted if short_id(image_id) in found}
 
 
+# What state=loaded does with one image (load_action's answers).
+NOTHING = "nothing"  # present, tagged with its ref and recorded
+RECORD = "record"    # present and tagged, but the state file does not say so
+TAG = "tag"          # present under another name (or an earlier tag failed): tag, record
+LOAD = "load"        # absent: verify the archive, load it, check its ID, tag, record
+
+
+def is_recorded(recorded: dict, image: dict) -> bool:
+    """Whether the state file's entry for the image's ref names this image ID."""
+    entry = recorded.get(image["ref"]) or {}
+    return short_id(entry.get("id", "")) == short_id(image["id"])
+
+
+def split_query(images: list[dict], present: set[str], recorded: dict,
+                ) -> tuple[list[dict], list[dict]]:
+    """(missing, unrecorded) of the wanted images.
+
+    Missing ones are transferred. Present ones the state file does not record (a
+    rollback put it back) are only tagged and recorded: nothing is transferred for them.
+    """
+    missing = [image for image in images if image["id"] not in present]
+    unrecorded = [image for image in images if image["id"] in present
+                  and not is_recorded(recorded, image)]
+    return missing, unrecorded
+
+
+def load_action(present: bool, tagged: bool, recorded: bool) -> str:
+    """What state=loaded must do for one image, cheapest first.
+
+    Pure, so every branch is unit-tested; the engine is asked by the caller (`present`
+    from present_ids, `tagged` from ref_points_to). An image present by ID is never read
+    or loaded again. In check mode the caller reports anything but NOTHING as a change
+    and does none of it.
+    """
+    if not present:
+        return LOAD
+    if not tagged:
+        return TAG
+    if not recorded:
+        return RECORD
+    return NOTHING
+
+
 def stale_partials(staging_dir: str) -> list[str]:
     if not os.path.isdir(staging_dir):
         return []

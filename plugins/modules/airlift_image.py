@@ -7,14 +7,19 @@ DOCUMENTATION = r"""
 module: airlift_image
 short_description: Load container images from verified archives, with a truthful changed
 description:
-  - C(state=query) asks the engine which of the given image IDs it has (no hashing) and
-    discards temporary files left by an interrupted transfer.
+  - C(state=query) asks the engine which of the given image IDs it has (no hashing),
+    discards temporary files left by an interrupted transfer, and reports the free space
+    of the staging directory and of each of C(disk_paths).
   - C(state=loaded) takes an archive already on the host (C(src)), checks its size and
     sha256 in one read, renames it to its final name, loads it, checks that the engine
     now has the manifest's image ID, tags it, and removes the archive unless
     C(keep_archive). When the image ID is present already, nothing is read or loaded.
   - The airlift_image action plugin (same name) transfers archives from the bundle and
     calls this module; the module can also be used alone for archives carried to a host.
+  - With C(bundle_dir), the action plugin refuses before any transfer when the staging
+    directory or one of C(disk_paths) has less free space than the missing images need
+    (each archive and its loaded image, times C(disk_headroom), default 1.5), which is
+    the rule of preflight's host.disk check.
   - Records loaded images in a state file on the host.
   - C(state=absent) removes the given image IDs with all their tags, unless a container
     still uses one (never forced), and drops them from the state file; a rotation calls
@@ -48,6 +53,12 @@ options:
     description: Where archives are kept while they are verified and loaded.
     type: path
     default: /var/lib/airlift/staging
+  disk_paths:
+    description: Further directories whose free space C(state=query) reports, such as
+      the engine's image store (the role passes C(airlift_preflight_disk_paths)).
+    type: list
+    elements: path
+    default: []
   take_over:
     description: C(src) was uploaded by a non-root connection user - copy it into the
       root-only staging directory while hashing it (the uploader cannot change what is
@@ -106,6 +117,11 @@ free_bytes:
   description: Free space where archives are staged (query).
   returned: state=query
   type: int
+free_mb:
+  description: Free MiB of the staging directory and of each of C(disk_paths), measured
+    like airlift_host_facts' disk_free_mb (query).
+  returned: state=query
+  type: dict
 loaded:
   description: Whether an archive was loaded by this call.
   returned: state=loaded
@@ -124,16 +140,24 @@ import os
 import shutil
 import time
 
+from ansible.module_utils.airlift_hostinfo import disk_free_mb
 from ansible.module_utils.airlift_images import (
+    LOAD,
+    NOTHING,
     PARTIAL_SUFFIX,
+    RECORD,
+    TAG,
     containers_using,
     forget_images,
+    is_recorded,
+    load_action,
     load_archive,
     present_ids,
     read_state,
     ref_points_to,
     remove_image,
     short_id,
+    split_query,
     stale_partials,
     tag,
     take_over,
@@ -156,13 +180,14 @@ def query(module: AnsibleModule) -> None:
     while not os.path.exists(staging):
         staging = os.path.dirname(staging)
     recorded = read_state(params["state_file"]).get("images") or {}
+    missing, unrecorded = split_query(images, present, recorded)
     module.exit_json(changed=bool(discarded),
                      present=sorted(present), discarded=discarded,
                      free_bytes=shutil.disk_usage(staging).free,
-                     missing=[image for image in images if image["id"] not in present],
-                     # Present but not recorded (a rollback put the state file back).
-                     unrecorded=[image for image in images if image["id"] in present
-                                 and not is_recorded(recorded, image)])
+                     # Preflight's measure, so that distribute applies preflight's rule.
+                     free_mb={path: disk_free_mb(path)
+                              for path in [params["staging_dir"], *params["disk_paths"]]},
+                     missing=missing, unrecorded=unrecorded)
 
 
 def loaded(module: AnsibleModule) -> None:
@@ -171,26 +196,29 @@ def loaded(module: AnsibleModule) -> None:
     for key in ("id", "ref", "sha256", "size"):
         if key not in (image or {}):
             module.fail_json(msg=f"image needs {key}: give id, ref, sha256 and size")
-    if present_ids(engine, [image["id"]]):
-        if src and src.endswith(PARTIAL_SUFFIX) and os.path.exists(src):
-            os.unlink(src)
-        if ref_points_to(engine, image["ref"], image["id"]):
-            recorded = read_state(params["state_file"]).get("images") or {}
-            if is_recorded(recorded, image):
-                module.exit_json(changed=False, loaded=False, msg="image already present")
-            if not module.check_mode:
-                record(params["state_file"], image)
-            module.exit_json(changed=True, loaded=False, msg="recorded the present image")
-        # Present under another name (or a tag failed last time): tag and record it.
-        if not module.check_mode:
-            try:
-                tag(engine, image["id"], image["ref"])
-            except RuntimeError as exc:
-                module.fail_json(msg=str(exc))
-            record(params["state_file"], image)
-        module.exit_json(changed=True, loaded=False, msg=f"tagged {image['ref']}")
+    present = bool(present_ids(engine, [image["id"]]))
+    if present and src and src.endswith(PARTIAL_SUFFIX) and os.path.exists(src):
+        os.unlink(src)
+    tagged = present and ref_points_to(engine, image["ref"], image["id"])
+    recorded = is_recorded(read_state(params["state_file"]).get("images") or {}, image)
+    action = load_action(present, tagged, recorded)
+    if action == NOTHING:
+        module.exit_json(changed=False, loaded=False, msg="image already present")
     if module.check_mode:
-        module.exit_json(changed=True, loaded=False, msg="would load the archive")
+        module.exit_json(changed=True, loaded=False,
+                         msg="would load the archive" if action == LOAD
+                         else f"would {action} {image['ref']}")
+    if action == RECORD:
+        record(params["state_file"], image)
+        module.exit_json(changed=True, loaded=False, msg="recorded the present image")
+    if action == TAG:
+        # Present under another name (or a tag failed last time): tag and record it.
+        try:
+            tag(engine, image["id"], image["ref"])
+        except RuntimeError as exc:
+            module.fail_json(msg=str(exc))
+        record(params["state_file"], image)
+        module.exit_json(changed=True, loaded=False, msg=f"tagged {image['ref']}")
     if not src or not os.path.exists(src):
         module.fail_json(msg=f"archive {src} not found on the host")
     if params["take_over"]:
@@ -250,11 +278,6 @@ def absent(module: AnsibleModule) -> None:
     module.exit_json(changed=bool(removed), removed=removed, in_use=in_use)
 
 
-def is_recorded(recorded: dict, image: dict) -> bool:
-    entry = recorded.get(image["ref"]) or {}
-    return short_id(entry.get("id", "")) == short_id(image["id"])
-
-
 def record(state_file: str, image: dict) -> None:
     state = read_state(state_file)
     state.setdefault("images", {})[image["ref"]] = {
@@ -272,6 +295,7 @@ def main() -> None:
             "image": {"type": "dict"},
             "src": {"type": "path"},
             "staging_dir": {"type": "path", "default": "/var/lib/airlift/staging"},
+            "disk_paths": {"type": "list", "elements": "path", "default": []},
             "keep_archive": {"type": "bool", "default": False},
             "take_over": {"type": "bool", "default": False},
             "state_file": {"type": "path", "default": "/var/lib/airlift/state/images.json"},

@@ -227,6 +227,11 @@ def service_minimums(service: Mapping[str, Any], entry: Mapping[str, Any]) -> di
     }
 
 
+def images_mb(sizes: Iterable[int]) -> float:
+    """MiB images take on a host while they are delivered: each archive and its loaded copy."""
+    return sum(2 * size for size in sizes) / (1 << 20)
+
+
 def bundle_needs(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
                  manifest: Mapping[str, Any] | None) -> float | None:
     """MiB the host's images need (archive + loaded image), or None without a bundle."""
@@ -234,7 +239,39 @@ def bundle_needs(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, An
         return None
     sizes = {image["ref"]: image.get("size", 0) for image in manifest.get("images", [])}
     refs = {catalog[s["catalog"]]["image"] for s in services}
-    return sum(2 * sizes.get(ref, 0) for ref in refs) / (1 << 20)
+    return images_mb(sizes.get(ref, 0) for ref in refs)
+
+
+def disk_short(need_mb: float, free_mb: Mapping[str, float]) -> dict[str, float]:
+    """The paths with less free space (MiB) than needed: host.disk's FAIL rule.
+
+    Preflight reports it per path; distribute refuses a transfer by the same rule, so
+    the two never disagree about a host's disk.
+    """
+    return {path: free for path, free in sorted(free_mb.items()) if free < need_mb}
+
+
+def transfer_refusal(sizes: list[int], free_mb: Mapping[str, float], headroom: float,
+                     staging_dir: str) -> str | None:
+    """Why distribute must not start moving images of these sizes (bytes), or None.
+
+    The need is preflight's for a host without any of the images (archive + loaded
+    image, times the headroom), counted for the images about to move only; a host that
+    has them all needs nothing. The message names each short path, the need, what is
+    free and the fix.
+    """
+    need = images_mb(sizes) * headroom
+    short = disk_short(need, free_mb)
+    if not short:
+        return None
+    where = "; ".join(f"{path} has {format_mb(free)} free" for path, free in short.items())
+    fix = ("free space there"
+           + (", or set airlift_distribute_staging_dir to a directory on a larger disk"
+              if staging_dir in short else ""))
+    return (f"not enough disk on the host: {len(sizes)} image(s) need {format_mb(need)} "
+            f"free on each of {', '.join(sorted(free_mb))} (archive + loaded image, times "
+            f"airlift_preflight_disk_headroom {headroom:g}, as preflight's host.disk); "
+            f"{where}: {fix}")
 
 
 def license_checks(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
@@ -325,8 +362,10 @@ def host_checks(facts: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
     bundle_mb = bundle_needs(services, catalog, manifest)
     need_disk = (float(thresholds.get("disk_required_mb", 0)) if bundle_mb is None
                  else bundle_mb) * float(thresholds.get("disk_headroom", 1.0))
-    for path, free in sorted((facts.get("disk_free_mb") or {}).items()):
-        out.append(result("host.disk", path, PASS if free >= need_disk else FAIL,
+    disk_free = facts.get("disk_free_mb") or {}
+    short = disk_short(need_disk, disk_free)
+    for path, free in sorted(disk_free.items()):
+        out.append(result("host.disk", path, FAIL if path in short else PASS,
                           f">= {format_mb(need_disk)}", format_mb(free)))
     for service in services:
         gpu = catalog[service["catalog"]].get("gpu")
