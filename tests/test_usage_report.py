@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import gc
 import json
+import shutil
 import tracemalloc
 from collections import defaultdict
 from html.parser import HTMLParser
@@ -15,7 +16,7 @@ import pytest
 
 from airlift import cli
 from airlift.usage import FAILED, NO_RESULT, UNREACHABLE, UsageAggregator, redact
-from airlift.usage_report import FILE_NAMES, text_summary, write_reports
+from airlift.usage_report import FILE_NAMES, merge, text_summary, write_reports
 
 SERVICES = ("sentiment", "read", "speech")
 MONTHS = [f"2026-{month:02d}" for month in range(1, 13)]
@@ -255,6 +256,25 @@ def test_merge_newest_snapshot_wins_without_double_counting(tmp_path, capsys):
     again = tmp_path / "again"
     assert cli.main(["report", "merge", str(out), str(site_b), "--out", str(again)]) == 0
     assert json.loads((again / FILE_NAMES["json"]).read_text())["totals"] == report["totals"]
+
+
+def test_merge_links_the_raw_records_where_the_report_is_now(tmp_path):
+    """Reports carried on media to another machine: run_dir inside names the old place."""
+    collected = collect({"h": usage(0)}, tmp_path / "enclave" / "run1" / "usage",
+                        "2026-12-31T13:00:00+00:00")
+    (collected / "raw").mkdir()
+    (collected / "raw" / "read-0.tar.gz").write_bytes(b"records")
+    carried = tmp_path / "laptop" / "media" / "usage"
+    carried.parent.mkdir(parents=True)
+    shutil.move(collected, carried)
+    out = tmp_path / "laptop" / "merged"
+    merge([carried], out)
+    report = json.loads((out / FILE_NAMES["json"]).read_text())
+    [source] = report["run"]["merged_from"]
+    assert source["run_dir"] == str(collected)  # where it was written, kept as provenance
+    read = next(svc for svc in report["hosts"][0]["services"] if svc["name"] == "read")
+    assert read["archive"]["path"] == "../media/usage/raw/read-0.tar.gz"
+    assert (out / read["archive"]["path"]).read_bytes() == b"records"
 
 
 def test_merge_refuses_what_is_not_a_usage_report(tmp_path, capsys):

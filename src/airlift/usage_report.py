@@ -191,7 +191,10 @@ def merge(inputs: Sequence[Path], out: Path, formats: Sequence[str] = FORMATS,
     sources = []
     for report in reports:
         run = report.get("run") or {}
-        base = Path(run.get("run_dir") or Path(report["_file"]).parent).resolve()
+        # Archive paths are relative to the report file, so they resolve from wherever it
+        # is now: the run_dir recorded inside is where it was written, on another machine
+        # once the report travelled on media; it stays in merged_from as provenance only.
+        base = Path(report["_file"]).parent.resolve()
         sources.append({"report": report["_file"], "run_dir": run.get("run_dir"),
                         "generated_at": report.get("generated_at"),
                         "collected_from": run.get("collected_from"),
