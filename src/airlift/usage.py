@@ -168,6 +168,7 @@ class UsageAggregator:
         self._notes: dict[str, str] = {}
         self._expected: set[str] | None = None          # None: every host seen is expected
         self._seen = False
+        self._collection_ran = False
         self.totals: dict[tuple[str, str, str], int | float] = {}
         self.host_counts: dict[tuple[str, str, str], int] = {}
         self.services: dict[str, dict[str, Any]] = {}
@@ -177,9 +178,19 @@ class UsageAggregator:
     # -- input ---------------------------------------------------------------------------
 
     @property
-    def seen_usage(self) -> bool:
-        """Whether any usage result arrived (a run without one writes no report)."""
-        return self._seen or bool(self._reported)
+    def report_due(self) -> bool:
+        """Whether a report is written: a usage result arrived or a collection ran.
+
+        A run with neither (any other playbook) writes nothing; a collection where every
+        host failed still gets a report listing each host, or the operator has nothing.
+        """
+        return self._seen or bool(self._reported) or self._collection_ran
+
+    def collection_ran(self, run_dir: object = None) -> None:
+        """A collection play started (the collect role's marker); RUN_DIR is its folder."""
+        self._collection_ran = True
+        if self.run_dir is None and isinstance(run_dir, str) and run_dir:
+            self.run_dir = run_dir
 
     def expect(self, hosts: Iterable[str]) -> None:
         """Hosts that should report; without a call, every host seen is expected."""
