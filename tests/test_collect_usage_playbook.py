@@ -79,7 +79,8 @@ def test_totals_move_by_exactly_what_was_sent(fleet, sent):
     assert fleet_total(after, "sentiment", SENTIMENT[1]) - \
         fleet_total(before, "sentiment", SENTIMENT[1]) == 10
     assert fleet_total(after, "read", READ[1]) - fleet_total(before, "read", READ[1]) == 8
-    assert after["hosts_summary"] == {"expected": 2, "reported": 2, "failed": 0,
+    assert after["hosts_summary"] == {"expected": 2, "reported": 2,
+                                      "reported_with_errors": 0, "failed": 0,
                                       "unreachable": 0}
     # The raw records came along, named by the sha256 of their content.
     for entry in after["hosts"]:

@@ -87,7 +87,8 @@ def test_report_statuses_totals_limit_and_no_secret(tmp_path):
     assert "could not start a temporary instance" in hosts["h3"]["reason"]
     assert hosts["h4"]["reason"]
     assert "services" not in hosts["h3"] and "services" not in hosts["h4"]
-    assert report["hosts_summary"] == {"expected": 4, "reported": 2, "failed": 1,
+    assert report["hosts_summary"] == {"expected": 4, "reported": 2,
+                                       "reported_with_errors": 0, "failed": 1,
                                        "unreachable": 1}
     meters = report["totals"]["sentiment"]["meters"]["sentiment.calls"]
     assert meters["all_time"] == 150 and meters["all_time_hosts"] == 2

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from airlift import cli
+from airlift import cli, runner
 from airlift.usage import FAILED, NO_RESULT, UNREACHABLE, UsageAggregator, redact
 from airlift.usage_report import FILE_NAMES, merge, text_summary, write_reports
 
@@ -72,7 +72,8 @@ def test_memory_stays_flat_as_hosts_grow(tmp_path):
     assert large / small < 3.5  # the data grew tenfold
     assert per_host < spool_bytes_per_host / 5
     report = json.loads((tmp_path / "large" / FILE_NAMES["json"]).read_text())
-    assert report["hosts_summary"] == {"expected": 1003, "reported": 1000, "failed": 2,
+    assert report["hosts_summary"] == {"expected": 1003, "reported": 1000,
+                                       "reported_with_errors": 0, "failed": 2,
                                        "unreachable": 1}
     total = report["totals"]["read"]["meters"]["read.calls"]
     assert total["all_time"] == 12 * sum(range(1, 1001)) and total["all_time_hosts"] == 1000
@@ -122,6 +123,42 @@ def test_a_newer_snapshot_replaces_an_older_one_and_errors_never_win():
     assert g_read["error"].startswith("invalid usage data") and "all_time" not in g_read
     assert g_speech == {"name": "speech", "collected_at": "2026-11-01T00:00:00Z",
                         "error": "could not start a temporary instance"}
+    agg.close()
+
+
+def test_a_service_not_collected_is_said_in_every_summary(tmp_path):
+    """A host that reported with one service failing is not counted as plainly reported."""
+    agg = UsageAggregator()
+    partial = usage(1)
+    partial["services"][1] = {"name": "read", "collected_via": "temporary",
+                              "error": f"could not start a temporary instance: token={KEY}"}
+    agg.add_usage("whole", usage(0))
+    agg.add_usage("partial", partial)
+    agg.mark("gone", UNREACHABLE, "no route")
+    header, _ = write_reports(agg, tmp_path)
+    assert header["hosts_summary"] == {"expected": 3, "reported": 2, "reported_with_errors": 1,
+                                       "failed": 0, "unreachable": 1}
+    lines = text_summary(agg, header, [])
+    assert lines[0] == ("airlift usage: 2 of 3 host(s) reported (1 with services not "
+                        "collected), 0 failed, 1 unreachable")
+    assert "  partial read not collected: could not start a temporary instance: "\
+        "token=[redacted]" in lines
+    # `airlift report show` (and `airlift collect`) read the written report back.
+    (tmp_path / "usage").mkdir()
+    for name in FILE_NAMES.values():
+        (tmp_path / name).rename(tmp_path / "usage" / name)
+    path = tmp_path / "usage" / FILE_NAMES["json"]
+    assert runner.usage_summary(tmp_path) == [*lines, f"  report: {path}"]
+    page = TextOf()
+    page.feed((tmp_path / "usage" / FILE_NAMES["html"]).read_text())
+    assert "2 reported (1 with services not collected), 0 failed" in "".join(page.text)
+    text = " ".join(page.text)
+    assert "Services not collected" in text
+    assert "partial read could not start a temporary instance" in text
+    # A later snapshot where the service answers again clears the count.
+    agg.add_usage("partial", usage(1, "2027-01-01T00:00:00Z"))
+    assert agg.status_counts()["reported_with_errors"] == 0
+    assert list(agg.service_problems()) == []
     agg.close()
 
 

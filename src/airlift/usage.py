@@ -30,6 +30,9 @@ from airlift.timeutil import as_utc
 SCHEMA_VERSION = 1
 KIND = "airlift.usage-report"
 REPORTED, FAILED, UNREACHABLE = "reported", "failed", "unreachable"
+# Reported hosts with at least one service not collected: a subset of REPORTED, counted
+# apart so a summary never reads as complete when a service's figures are missing.
+WITH_ERRORS = "reported_with_errors"
 ALL_TIME = "all-time"
 NO_RESULT = "no usage result: the host did not run the collection task"
 REASON_LIMIT = 300
@@ -166,6 +169,7 @@ class UsageAggregator:
         self._reported: dict[str, int] = {}            # host -> spool offset of its snapshot
         self._problems: dict[str, tuple[str, str]] = {}  # host -> (status, reason)
         self._notes: dict[str, str] = {}
+        self._service_errors: dict[str, int] = {}     # host -> services not collected
         self._expected: set[str] | None = None          # None: every host seen is expected
         self._seen = False
         self._collection_ran = False
@@ -227,6 +231,11 @@ class UsageAggregator:
             current[record["name"]] = record
         entry = {"host": host, "services": list(current.values())}
         self._reported[sys.intern(host)] = self._write(entry)
+        errors = sum("error" in record for record in current.values())
+        if errors:
+            self._service_errors[host] = errors
+        else:
+            self._service_errors.pop(host, None)
         if host in self._problems:
             self._notes[host] = f"reported after being {self._problems.pop(host)[0]}"
 
@@ -297,6 +306,14 @@ class UsageAggregator:
             if host not in self._reported:
                 yield (host, *self._problems.get(host, (FAILED, NO_RESULT)))
 
+    def service_problems(self) -> Iterator[tuple[str, str, str]]:
+        """(host, service, error) of every service a reported host could not collect."""
+        for host in sorted(self._service_errors):
+            for record in sorted(self._read(self._reported[host])["services"],
+                                 key=lambda item: item["name"]):
+                if "error" in record:
+                    yield host, record["name"], record["error"]
+
     def iter_hosts(self) -> Iterator[dict[str, Any]]:
         """Every host, sorted: reported ones with their services, the others with a reason."""
         for host in self._host_names():
@@ -314,8 +331,10 @@ class UsageAggregator:
 
     def status_counts(self) -> dict[str, int]:
         names = self._host_names()
-        counts = {"expected": len(names), REPORTED: 0, FAILED: 0, UNREACHABLE: 0}
+        counts = {"expected": len(names), REPORTED: 0, WITH_ERRORS: 0, FAILED: 0,
+                  UNREACHABLE: 0}
         for host in names:
+            counts[WITH_ERRORS] += host in self._service_errors
             status = REPORTED if host in self._reported else self._problems.get(
                 host, (FAILED, ""))[0]
             counts[status] += 1
@@ -418,11 +437,18 @@ def fmt(value: int | float | None) -> str:
 
 
 def summary_lines(header: Mapping[str, Any], paths: Iterable[str] = (),
-                  problems: Iterable[tuple[str, str, str]] = ()) -> list[str]:
-    """The few lines printed at the end of a run."""
+                  problems: Iterable[tuple[str, str, str]] = (),
+                  service_problems: Iterable[tuple[str, str, str]] = ()) -> list[str]:
+    """The few lines printed at the end of a run.
+
+    A host that reported with a service not collected says so on the first line, and the
+    services are named, so a partial collection never reads as complete.
+    """
     counts = header["hosts_summary"]
-    lines = [f"airlift usage: {counts[REPORTED]} of {counts['expected']} host(s) reported, "
-             f"{counts[FAILED]} failed, {counts[UNREACHABLE]} unreachable"]
+    with_errors = counts.get(WITH_ERRORS, 0)  # absent from reports of older airlift
+    partial = f" ({with_errors} with services not collected)" if with_errors else ""
+    lines = [f"airlift usage: {counts[REPORTED]} of {counts['expected']} host(s) reported"
+             f"{partial}, {counts[FAILED]} failed, {counts[UNREACHABLE]} unreachable"]
     for service, entry in header["totals"].items():
         meters = ", ".join(f"{meter} {fmt(values['all_time'])}"
                            for meter, values in entry["meters"].items())
@@ -433,6 +459,16 @@ def summary_lines(header: Mapping[str, Any], paths: Iterable[str] = (),
     if len(shown) > 5:
         more = counts[FAILED] + counts[UNREACHABLE] - 5
         lines.append(f"  ... and {more} more host(s) without figures (see the report)")
+    shown_services, more_services = [], 0
+    for item in service_problems:
+        if len(shown_services) < 5:
+            shown_services.append(item)
+        else:
+            more_services += 1
+    lines.extend(f"  {host} {service} not collected: {error[:100]}"
+                 for host, service, error in shown_services)
+    if more_services:
+        lines.append(f"  ... and {more_services} more service(s) not collected (see the report)")
     lines.extend(f"  WARNING {warning}" for warning in header["warnings"])
     lines.extend(f"  report: {path}" for path in paths)
     return lines

@@ -130,7 +130,8 @@ def write_reports(agg: UsageAggregator, dest: Path, formats: Sequence[str] = FOR
 
 def text_summary(agg: UsageAggregator, header: Mapping[str, Any],
                  paths: Iterable[Path]) -> list[str]:
-    return summary_lines(header, [str(path) for path in paths], agg.problems())
+    return summary_lines(header, [str(path) for path in paths], agg.problems(),
+                         agg.service_problems())
 
 
 def load_commitment_file(path: str | os.PathLike[str]) -> object:
