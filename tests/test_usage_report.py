@@ -162,6 +162,46 @@ def test_a_service_not_collected_is_said_in_every_summary(tmp_path):
     agg.close()
 
 
+def test_a_removed_services_records_stay_in_every_report_without_figures(tmp_path):
+    agg = UsageAggregator()
+    result = usage(0, services=("read",))
+    archive = {"path": "raw/" + "ef" * 32 + ".tar.gz", "sha256": "ef" * 32, "size": 9,
+               "host_path": "/var/lib/airlift/usage-archives/x.tar.gz"}
+    result["services"] += [
+        {"name": "retired", "collected_via": "removed", "output_dir": "/o/retired",
+         "archive": archive},
+        {"name": "speech", "error": "no temporary instance", "archive": archive}]
+    agg.add_usage("h", result)
+    header, _ = write_reports(agg, tmp_path / "run")
+    assert list(header["totals"]) == ["read"]  # a removed service adds no figure, not 0
+    assert header["hosts_summary"]["reported_with_errors"] == 1  # speech, not retired
+    report = json.loads((tmp_path / "run" / FILE_NAMES["json"]).read_text())
+    services = {svc["name"]: svc for svc in report["hosts"][0]["services"]}
+    kept = {"path": archive["path"], "sha256": archive["sha256"], "size": 9}
+    assert services["retired"] == {"name": "retired", "collected_via": "removed",
+                                   "collected_at": "2026-12-31T12:00:00Z", "archive": kept}
+    assert services["speech"]["archive"] == kept  # the raw records of a failed service too
+    with (tmp_path / "run" / FILE_NAMES["csv"]).open() as handle:
+        [row] = [row for row in csv.DictReader(handle) if row["service"] == "retired"]
+    assert (row["record_type"], row["collected_via"], row["quantity"]) == (
+        "service-removed", "removed", "")
+    page = TextOf()
+    page.feed((tmp_path / "run" / FILE_NAMES["html"]).read_text())
+    assert "retired (removed): no longer deployed" in "".join(page.text)
+    # Merged with an older snapshot that had figures, the figures are kept; merged alone,
+    # the removed record and its archive link stay.
+    agg.close()
+    older = collect({"h": usage(0, "2026-01-01T00:00:00Z", services=("retired",))},
+                    tmp_path / "older", "2026-01-01T01:00:00+00:00")
+    header, _, _ = merge([tmp_path / "run", older], tmp_path / "merged")
+    assert header["totals"]["retired"]["meters"]["retired.calls"]["all_time"] == 12
+    header, _, _ = merge([tmp_path / "run"], tmp_path / "alone")
+    merged = json.loads((tmp_path / "alone" / FILE_NAMES["json"]).read_text())
+    retired = next(s for s in merged["hosts"][0]["services"] if s["name"] == "retired")
+    assert retired["collected_via"] == "removed" and "all_time" not in retired
+    assert retired["archive"]["path"] == f"../run/{archive['path']}"
+
+
 def test_commitments_share_projection_and_warnings():
     agg = UsageAggregator(warn_percent=80)
     collected = "2026-07-02T12:00:00Z"  # 182.5 days into 2026

@@ -33,6 +33,10 @@ REPORTED, FAILED, UNREACHABLE = "reported", "failed", "unreachable"
 # Reported hosts with at least one service not collected: a subset of REPORTED, counted
 # apart so a summary never reads as complete when a service's figures are missing.
 WITH_ERRORS = "reported_with_errors"
+# collected_via of the Output directory of a service no longer deployed on the host: its
+# records are archived, no totals are asked for (its container may be gone).
+REMOVED = "removed"
+REMOVED_NOTE = "no longer deployed: Output records archived, no totals asked for"
 ALL_TIME = "all-time"
 NO_RESULT = "no usage result: the host did not run the collection task"
 REASON_LIMIT = 300
@@ -96,7 +100,12 @@ def _meters(log: object, units: dict[str, str]) -> tuple[dict[str, int | float],
 
 
 def normalize_service(raw: Mapping[str, Any], collected_at: str | None) -> dict[str, Any]:
-    """A service entry of `airlift_usage`, whitelisted field by field (nothing else kept)."""
+    """A service entry of `airlift_usage`, whitelisted field by field (nothing else kept).
+
+    Only a record with figures gets all_time and months: one with an error or of a removed
+    service has none, so it can never be read as zero. Each keeps its archive: the raw
+    records are evidence whether or not the figures could be read.
+    """
     record: dict[str, Any] = {"name": str(raw.get("name") or "?")}
     for key in ("catalog", "collected_via"):
         if isinstance(raw.get(key), str):
@@ -104,7 +113,17 @@ def normalize_service(raw: Mapping[str, Any], collected_at: str | None) -> dict[
     record["collected_at"] = raw.get("collected_at") or collected_at
     if raw.get("error") is not None:
         record["error"] = redact(raw["error"])
-        return record
+    elif record.get("collected_via") != REMOVED:
+        record.update(_figures(raw))
+    archive = raw.get("archive")
+    if isinstance(archive, Mapping):
+        record["archive"] = {key: archive[key] for key in ("path", "sha256", "size")
+                             if isinstance(archive.get(key), str | int)}
+    return record
+
+
+def _figures(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """all_time, months, api_type and units of a service entry, or an `error`."""
     units: dict[str, str] = {}
     try:
         all_time, api_type = _meters(raw.get("all_time") or {}, units)
@@ -113,18 +132,14 @@ def normalize_service(raw: Mapping[str, Any], collected_at: str | None) -> dict[
             months[_month_key(key)], month_api = _meters(log, units)
             api_type = api_type or month_api
     except UsageError as exc:
-        record["error"] = f"invalid usage data: {redact(exc)}"
-        return record
-    if api_type:
-        record["api_type"] = api_type
-    record.update(all_time=all_time, months=dict(sorted(months.items())))
-    if units:
-        record["units"] = units
-    archive = raw.get("archive")
-    if isinstance(archive, Mapping):
-        record["archive"] = {key: archive[key] for key in ("path", "sha256", "size")
-                             if isinstance(archive.get(key), str | int)}
-    return record
+        return {"error": f"invalid usage data: {redact(exc)}"}
+    return {**({"api_type": api_type} if api_type else {}), "all_time": all_time,
+            "months": dict(sorted(months.items())), **({"units": units} if units else {})}
+
+
+def has_figures(record: Mapping[str, Any]) -> bool:
+    """Whether a normalized record carries figures (not an error, not a removed service)."""
+    return "all_time" in record
 
 
 def _moment(record: Mapping[str, Any]) -> dt.datetime:
@@ -135,8 +150,8 @@ def _moment(record: Mapping[str, Any]) -> dt.datetime:
 
 
 def _rank(record: Mapping[str, Any]) -> tuple[bool, dt.datetime]:
-    """Successful snapshots beat errors; then the newest wins."""
-    return "error" not in record, _moment(record)
+    """Snapshots with figures beat errors and removed services; then the newest wins."""
+    return has_figures(record), _moment(record)
 
 
 def parse_commitments(raw: object, source: str) -> dict[str, dict[int, int | float]]:
@@ -251,7 +266,7 @@ class UsageAggregator:
             self.commitments.setdefault(service, {}).update(years)
 
     def _count(self, record: Mapping[str, Any], sign: int) -> None:
-        if "error" in record:
+        if not has_figures(record):
             return
         service = record["name"]
         meta = self.services.setdefault(service, {"catalogs": set(), "api_types": set(),

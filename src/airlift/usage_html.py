@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from airlift.compliance import atomic_text
-from airlift.usage import ALL_TIME, REPORTED, WITH_ERRORS, fmt
+from airlift.usage import ALL_TIME, REMOVED_NOTE, REPORTED, WITH_ERRORS, fmt, has_figures
 
 if TYPE_CHECKING:
     from airlift.usage import UsageAggregator
@@ -104,6 +104,9 @@ def _host_row(entry: Mapping[str, Any]) -> str:
             if "error" in svc:
                 lines.append(f"{_e(svc['name'])}{via}: <span class=failed>"
                              f"{_e(svc['error'])}</span>")
+            elif not has_figures(svc):
+                lines.append(f"{_e(svc['name'])}{via}: <span class=muted>"
+                             f"{_e(REMOVED_NOTE)}</span>")
             else:
                 meters = ", ".join(f"{_e(m)} {_e(fmt(q))}" for m, q in svc["all_time"].items())
                 lines.append(f"{_e(svc['name'])}{via}: {meters or 'no meters'}")

@@ -21,10 +21,12 @@ from airlift.compliance import atomic_text
 from airlift.usage import (
     ALL_TIME,
     KIND,
+    REMOVED_NOTE,
     REPORTED,
     SCHEMA_VERSION,
     UsageAggregator,
     UsageError,
+    has_figures,
     normalize_service,
     summary_lines,
 )
@@ -83,6 +85,9 @@ def csv_rows(agg: UsageAggregator, header: Mapping[str, Any]) -> Iterable[list[A
             tail = [svc.get("collected_via", ""), svc.get("collected_at") or ""]
             if "error" in svc:
                 yield ["service-error", *base, "", "", "", "", "", *tail, svc["error"]]
+                continue
+            if not has_figures(svc):  # removed: its records archived, no figures to show
+                yield ["service-removed", *base, "", "", "", "", "", *tail, REMOVED_NOTE]
                 continue
             units = svc.get("units", {})
             months = [(ALL_TIME, svc["all_time"]), *svc["months"].items()]
@@ -171,7 +176,7 @@ def _as_raw(svc: Mapping[str, Any], base: Path, out: Path) -> dict[str, Any]:
 
     raw: dict[str, Any] = {key: svc[key] for key in ("name", "catalog", "collected_via",
                                                      "collected_at", "error") if key in svc}
-    if "error" not in svc:
+    if has_figures(svc):
         raw["all_time"] = log(svc.get("all_time") or {})
         raw["months"] = {month: log(meters) for month, meters in
                          (svc.get("months") or {}).items()}
