@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import run_playbook
 from test_deploy_playbook import http, on, wait_ready
+from usage_page import all_time_figures
 
 from airlift import lab
 
@@ -140,7 +141,9 @@ def test_stopped_host_is_listed_unreachable_never_zero(fleet, sent):
     html = (run_dir / "usage-report.html").read_text()
     text = TextOf.parse(html)
     assert down in text and "unreachable" in text
-    assert str(fleet_total(report, "read", READ[1])) in text
+    figures = all_time_figures(html)
+    assert figures[("read", READ[1])] == fleet_total(report, "read", READ[1])
+    assert figures[("sentiment", SENTIMENT[1])] == fleet_total(report, "sentiment", SENTIMENT[1])
     wait_ready(down, 5000, timeout=90)
     wait_ready(down, 5001, timeout=90)
 

@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from usage_page import all_time_figures
 
 from airlift import cli, runner
 from airlift.usage import FAILED, NO_RESULT, UNREACHABLE, UsageAggregator, redact
@@ -271,7 +272,7 @@ class TextOf(HTMLParser):
 def test_html_is_self_contained_and_shows_the_figures(tmp_path):
     agg, _ = fleet(30, tmp_path)
     agg.add_commitments({"read": {2026: 10_000}}, "test")
-    write_reports(agg, tmp_path, ["html"])
+    header, _ = write_reports(agg, tmp_path, ["html"])
     agg.close()
     page = (tmp_path / FILE_NAMES["html"]).read_text()
     parser = TextOf()
@@ -286,6 +287,24 @@ def test_html_is_self_contained_and_shows_the_figures(tmp_path):
         assert host in text and status in text
     assert "Commitment plans" in text and "exceeded" in text
     assert KEY not in page
+    # What the lab tests read: the figure after "All time:" under each service's heading.
+    assert all_time_figures(page) == {
+        (service, meter): values["all_time"] for service, entry in header["totals"].items()
+        for meter, values in entry["meters"].items()}
+    assert all_time_figures(page)[("read", "read.calls")] == 12 * sum(range(1, 31))
+
+
+def test_all_time_figures_reads_each_heading_not_any_number(tmp_path):
+    agg = UsageAggregator()
+    agg.add_usage("h", {"schema": 1, "collected_at": "2026-12-31T12:00:00Z", "services": [
+        {"name": "speech", "all_time": {"meters": [
+            {"name": "Speech.Seconds", "quantity": 1234.5, "billedUnit": "1 hour"}]}},
+        {"name": "read", "all_time": log("read", 12)}]})
+    write_reports(agg, tmp_path, ["html"])
+    agg.close()
+    page = (tmp_path / FILE_NAMES["html"]).read_text()
+    assert all_time_figures(page) == {("speech", "Speech.Seconds"): 1234.5,
+                                      ("read", "read.calls"): 12}
 
 
 def collect(hosts: dict[str, dict | str], run_dir: Path, generated: str) -> Path:
