@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import tarfile
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from conftest import run_playbook
 from test_deploy_playbook import http, on, wait_ready
+from usage_page import all_time_figures
 
 from airlift import lab
 
@@ -79,7 +81,8 @@ def test_totals_move_by_exactly_what_was_sent(fleet, sent):
     assert fleet_total(after, "sentiment", SENTIMENT[1]) - \
         fleet_total(before, "sentiment", SENTIMENT[1]) == 10
     assert fleet_total(after, "read", READ[1]) - fleet_total(before, "read", READ[1]) == 8
-    assert after["hosts_summary"] == {"expected": 2, "reported": 2, "failed": 0,
+    assert after["hosts_summary"] == {"expected": 2, "reported": 2,
+                                      "reported_with_errors": 0, "failed": 0,
                                       "unreachable": 0}
     # The raw records came along, named by the sha256 of their content.
     for entry in after["hosts"]:
@@ -100,6 +103,32 @@ def test_collecting_again_gives_identical_totals_and_archives(fleet, sent):
     names = [sorted(path.name for path in folder.glob("raw/*")) for folder in
              (first_dir, second_dir)]
     assert names[0] == names[1] and names[0]
+
+
+def test_removed_services_records_are_still_archived(fleet, sent):
+    """An Output directory no deployed service writes to (a service taken out of the
+    inventory keeps it) comes along as `removed`, archived, with no figures."""
+    host, retired = fleet[0], "/var/lib/airlift/output/retired-test"
+    record = '{"quantity": 3}\n'
+    on(host, "python3", "-c", "import pathlib, sys; out = pathlib.Path(sys.argv[1]); "
+       "out.mkdir(exist_ok=True); (out / 'records.jsonl').write_text(sys.argv[2])",
+       retired, record)
+    try:
+        report, run_dir, _ = collect(fleet)
+        assert on(host, "cat", f"{retired}/records.jsonl") == record  # left as it was
+    finally:
+        on(host, "rm", "-rf", retired)  # this test's own directory, not a service's
+    entries = {item["host"]: item for item in report["hosts"]}
+    removed = next(item for item in entries[host]["services"] if item["name"] == "retired-test")
+    assert removed["collected_via"] == "removed"
+    assert "all_time" not in removed and "error" not in removed
+    assert "retired-test" not in report["totals"]
+    assert report["hosts_summary"]["reported_with_errors"] == 0
+    assert "retired-test" not in [item["name"] for item in entries[fleet[1]]["services"]]
+    archive = run_dir / removed["archive"]["path"]
+    assert hashlib.sha256(archive.read_bytes()).hexdigest() == removed["archive"]["sha256"]
+    with tarfile.open(archive) as tar:
+        assert tar.extractfile("retired-test/records.jsonl").read().decode() == record
 
 
 def test_stopped_service_is_collected_through_a_temporary_instance(fleet, sent):
@@ -139,7 +168,9 @@ def test_stopped_host_is_listed_unreachable_never_zero(fleet, sent):
     html = (run_dir / "usage-report.html").read_text()
     text = TextOf.parse(html)
     assert down in text and "unreachable" in text
-    assert str(fleet_total(report, "read", READ[1])) in text
+    figures = all_time_figures(html)
+    assert figures[("read", READ[1])] == fleet_total(report, "read", READ[1])
+    assert figures[("sentiment", SENTIMENT[1])] == fleet_total(report, "sentiment", SENTIMENT[1])
     wait_ready(down, 5000, timeout=90)
     wait_ready(down, 5001, timeout=90)
 

@@ -87,7 +87,8 @@ def test_report_statuses_totals_limit_and_no_secret(tmp_path):
     assert "could not start a temporary instance" in hosts["h3"]["reason"]
     assert hosts["h4"]["reason"]
     assert "services" not in hosts["h3"] and "services" not in hosts["h4"]
-    assert report["hosts_summary"] == {"expected": 4, "reported": 2, "failed": 1,
+    assert report["hosts_summary"] == {"expected": 4, "reported": 2,
+                                       "reported_with_errors": 0, "failed": 1,
                                        "unreachable": 1}
     meters = report["totals"]["sentiment"]["meters"]["sentiment.calls"]
     assert meters["all_time"] == 150 and meters["all_time_hosts"] == 2
@@ -132,3 +133,21 @@ def test_run_without_usage_results_writes_nothing(tmp_path, extra):
     assert report_files(tmp_path) == []
     assert not (tmp_path / "reports").exists()
     assert "airlift usage" not in proc.stdout
+
+
+def test_collection_where_no_host_reports_lists_every_host(tmp_path):
+    """Every host failed, unreachable or silent: the marked play still gets its report."""
+    inventory = make_inventory(tmp_path)
+    run_dir = tmp_path / "run" / "usage"
+    proc = run(tmp_path, inventory, "--limit", "h1,h3,h4", "-e", "emit_usage=false",
+               "-e", f"collection_run_dir={run_dir}")
+    assert proc.returncode != 0
+    assert sorted(path.name for path in run_dir.iterdir()) == [
+        "usage-report.csv", "usage-report.html", "usage-report.json"], proc.stdout
+    report = json.loads((run_dir / "usage-report.json").read_text())
+    assert {entry["host"]: entry["status"] for entry in report["hosts"]} == {
+        "h1": "failed", "h3": "failed", "h4": "unreachable"}
+    assert all(entry["reason"] and "services" not in entry for entry in report["hosts"])
+    assert report["totals"] == {} and report["run"]["run_dir"] == str(run_dir)
+    assert "airlift usage: 0 of 3 host(s) reported, 2 failed, 1 unreachable" in proc.stdout
+    assert not (tmp_path / "reports").exists()

@@ -34,3 +34,61 @@ def test_archive_is_named_by_content_and_the_same_for_the_same_content(tmp_path)
     assert sorted(os.listdir(tmp_path / "archives")) == [os.path.basename(first["path"])]
     (output / "usage-2026-11.jsonl").write_text('{"quantity": 1}\n{"quantity": 2}\n')
     assert au.archive_dir(str(output), str(tmp_path / "archives"))["sha256"] != first["sha256"]
+
+
+def output_tree(root):
+    """An Output root as deploy leaves it: two current services, the front door's log,
+    a removed service's records, a stray file and a symbolic link."""
+    for name, text in (("sentiment", "s\n"), ("read", "r\n"), ("frontdoor", "log\n"),
+                       ("retired", '{"quantity": 7}\n')):
+        (root / name).mkdir(parents=True)
+        (root / name / "records.jsonl").write_text(text)
+    (root / "notes.txt").write_text("not a directory")
+    (root / "elsewhere").symlink_to(root / "retired")
+    return [{"name": "sentiment", "output_dir": str(root / "sentiment")},
+            {"name": "read", "output_dir": str(root / "read") + "/"}]
+
+
+def test_removed_services_output_is_archived_and_nothing_else(tmp_path):
+    root = tmp_path / "output"
+    services = output_tree(root)
+    archives = tmp_path / "archives"
+    assert au.orphan_output_dirs(str(root), services, [str(root / "frontdoor")]) == [
+        ("retired", str(root / "retired"))]
+    [entry] = au.collect_removed(str(root), services, [str(root / "frontdoor")],
+                                 str(archives))
+    assert entry["name"] == "retired" and entry["collected_via"] == au.REMOVED
+    assert "all_time" not in entry and "error" not in entry  # no totals, never zero
+    archive = entry["archive"]
+    assert archive["path"] == f"raw/{archive['sha256']}.tar.gz"
+    assert archive["host_path"] == str(archives / f"{archive['sha256']}.tar.gz")
+    with tarfile.open(archive["host_path"]) as tar:
+        assert tar.getnames() == ["retired", "retired/records.jsonl"]
+        assert tar.extractfile("retired/records.jsonl").read() == b'{"quantity": 7}\n'
+    # Read, never changed or deleted; archived again, the same name.
+    assert (root / "retired" / "records.jsonl").read_text() == '{"quantity": 7}\n'
+    again = au.collect_removed(str(root), services, [str(root / "frontdoor")], str(archives))
+    assert again == [entry]
+
+
+def test_removed_services_edge_cases(tmp_path):
+    root = tmp_path / "output"
+    services = output_tree(root)
+    # The archive folder inside the Output root is never archived; check mode writes none.
+    inside = root / "archives"
+    [entry] = au.collect_removed(str(root), services, [str(root / "frontdoor")], str(inside),
+                                 check_mode=True)
+    assert entry["name"] == "retired" and "archive" not in entry and not inside.exists()
+    inside.mkdir()
+    assert [e["name"] for e in au.collect_removed(
+        str(root), services, [str(root / "frontdoor")], str(inside), check_mode=True)] == [
+        "retired"]
+    # A current service named like an orphaned directory elsewhere keeps its own entry name.
+    moved = [{"name": "retired", "output_dir": str(tmp_path / "new" / "retired")}, *services]
+    names = [e["name"] for e in au.collect_removed(str(root), moved, [str(root / "frontdoor")],
+                                                   str(inside), check_mode=True)]
+    assert names == ["retired (removed)"]
+    # No Output root: nothing to add. One that cannot be listed: said, not skipped.
+    assert au.collect_removed(str(tmp_path / "none"), services, [], str(tmp_path / "a")) == []
+    [failed] = au.collect_removed(str(root / "notes.txt"), services, [], str(tmp_path / "a"))
+    assert failed["collected_via"] == au.REMOVED and "could not list" in failed["error"]

@@ -6,16 +6,18 @@ import csv
 import datetime as dt
 import gc
 import json
+import shutil
 import tracemalloc
 from collections import defaultdict
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from usage_page import all_time_figures
 
-from airlift import cli
+from airlift import cli, runner
 from airlift.usage import FAILED, NO_RESULT, UNREACHABLE, UsageAggregator, redact
-from airlift.usage_report import FILE_NAMES, text_summary, write_reports
+from airlift.usage_report import FILE_NAMES, merge, text_summary, write_reports
 
 SERVICES = ("sentiment", "read", "speech")
 MONTHS = [f"2026-{month:02d}" for month in range(1, 13)]
@@ -71,7 +73,8 @@ def test_memory_stays_flat_as_hosts_grow(tmp_path):
     assert large / small < 3.5  # the data grew tenfold
     assert per_host < spool_bytes_per_host / 5
     report = json.loads((tmp_path / "large" / FILE_NAMES["json"]).read_text())
-    assert report["hosts_summary"] == {"expected": 1003, "reported": 1000, "failed": 2,
+    assert report["hosts_summary"] == {"expected": 1003, "reported": 1000,
+                                       "reported_with_errors": 0, "failed": 2,
                                        "unreachable": 1}
     total = report["totals"]["read"]["meters"]["read.calls"]
     assert total["all_time"] == 12 * sum(range(1, 1001)) and total["all_time_hosts"] == 1000
@@ -122,6 +125,82 @@ def test_a_newer_snapshot_replaces_an_older_one_and_errors_never_win():
     assert g_speech == {"name": "speech", "collected_at": "2026-11-01T00:00:00Z",
                         "error": "could not start a temporary instance"}
     agg.close()
+
+
+def test_a_service_not_collected_is_said_in_every_summary(tmp_path):
+    """A host that reported with one service failing is not counted as plainly reported."""
+    agg = UsageAggregator()
+    partial = usage(1)
+    partial["services"][1] = {"name": "read", "collected_via": "temporary",
+                              "error": f"could not start a temporary instance: token={KEY}"}
+    agg.add_usage("whole", usage(0))
+    agg.add_usage("partial", partial)
+    agg.mark("gone", UNREACHABLE, "no route")
+    header, _ = write_reports(agg, tmp_path)
+    assert header["hosts_summary"] == {"expected": 3, "reported": 2, "reported_with_errors": 1,
+                                       "failed": 0, "unreachable": 1}
+    lines = text_summary(agg, header, [])
+    assert lines[0] == ("airlift usage: 2 of 3 host(s) reported (1 with services not "
+                        "collected), 0 failed, 1 unreachable")
+    assert "  partial read not collected: could not start a temporary instance: "\
+        "token=[redacted]" in lines
+    # `airlift report show` (and `airlift collect`) read the written report back.
+    (tmp_path / "usage").mkdir()
+    for name in FILE_NAMES.values():
+        (tmp_path / name).rename(tmp_path / "usage" / name)
+    path = tmp_path / "usage" / FILE_NAMES["json"]
+    assert runner.usage_summary(tmp_path) == [*lines, f"  report: {path}"]
+    page = TextOf()
+    page.feed((tmp_path / "usage" / FILE_NAMES["html"]).read_text())
+    assert "2 reported (1 with services not collected), 0 failed" in "".join(page.text)
+    text = " ".join(page.text)
+    assert "Services not collected" in text
+    assert "partial read could not start a temporary instance" in text
+    # A later snapshot where the service answers again clears the count.
+    agg.add_usage("partial", usage(1, "2027-01-01T00:00:00Z"))
+    assert agg.status_counts()["reported_with_errors"] == 0
+    assert list(agg.service_problems()) == []
+    agg.close()
+
+
+def test_a_removed_services_records_stay_in_every_report_without_figures(tmp_path):
+    agg = UsageAggregator()
+    result = usage(0, services=("read",))
+    archive = {"path": "raw/" + "ef" * 32 + ".tar.gz", "sha256": "ef" * 32, "size": 9,
+               "host_path": "/var/lib/airlift/usage-archives/x.tar.gz"}
+    result["services"] += [
+        {"name": "retired", "collected_via": "removed", "output_dir": "/o/retired",
+         "archive": archive},
+        {"name": "speech", "error": "no temporary instance", "archive": archive}]
+    agg.add_usage("h", result)
+    header, _ = write_reports(agg, tmp_path / "run")
+    assert list(header["totals"]) == ["read"]  # a removed service adds no figure, not 0
+    assert header["hosts_summary"]["reported_with_errors"] == 1  # speech, not retired
+    report = json.loads((tmp_path / "run" / FILE_NAMES["json"]).read_text())
+    services = {svc["name"]: svc for svc in report["hosts"][0]["services"]}
+    kept = {"path": archive["path"], "sha256": archive["sha256"], "size": 9}
+    assert services["retired"] == {"name": "retired", "collected_via": "removed",
+                                   "collected_at": "2026-12-31T12:00:00Z", "archive": kept}
+    assert services["speech"]["archive"] == kept  # the raw records of a failed service too
+    with (tmp_path / "run" / FILE_NAMES["csv"]).open() as handle:
+        [row] = [row for row in csv.DictReader(handle) if row["service"] == "retired"]
+    assert (row["record_type"], row["collected_via"], row["quantity"]) == (
+        "service-removed", "removed", "")
+    page = TextOf()
+    page.feed((tmp_path / "run" / FILE_NAMES["html"]).read_text())
+    assert "retired (removed): no longer deployed" in "".join(page.text)
+    # Merged with an older snapshot that had figures, the figures are kept; merged alone,
+    # the removed record and its archive link stay.
+    agg.close()
+    older = collect({"h": usage(0, "2026-01-01T00:00:00Z", services=("retired",))},
+                    tmp_path / "older", "2026-01-01T01:00:00+00:00")
+    header, _, _ = merge([tmp_path / "run", older], tmp_path / "merged")
+    assert header["totals"]["retired"]["meters"]["retired.calls"]["all_time"] == 12
+    header, _, _ = merge([tmp_path / "run"], tmp_path / "alone")
+    merged = json.loads((tmp_path / "alone" / FILE_NAMES["json"]).read_text())
+    retired = next(s for s in merged["hosts"][0]["services"] if s["name"] == "retired")
+    assert retired["collected_via"] == "removed" and "all_time" not in retired
+    assert retired["archive"]["path"] == f"../run/{archive['path']}"
 
 
 def test_commitments_share_projection_and_warnings():
@@ -193,7 +272,7 @@ class TextOf(HTMLParser):
 def test_html_is_self_contained_and_shows_the_figures(tmp_path):
     agg, _ = fleet(30, tmp_path)
     agg.add_commitments({"read": {2026: 10_000}}, "test")
-    write_reports(agg, tmp_path, ["html"])
+    header, _ = write_reports(agg, tmp_path, ["html"])
     agg.close()
     page = (tmp_path / FILE_NAMES["html"]).read_text()
     parser = TextOf()
@@ -208,6 +287,24 @@ def test_html_is_self_contained_and_shows_the_figures(tmp_path):
         assert host in text and status in text
     assert "Commitment plans" in text and "exceeded" in text
     assert KEY not in page
+    # What the lab tests read: the figure after "All time:" under each service's heading.
+    assert all_time_figures(page) == {
+        (service, meter): values["all_time"] for service, entry in header["totals"].items()
+        for meter, values in entry["meters"].items()}
+    assert all_time_figures(page)[("read", "read.calls")] == 12 * sum(range(1, 31))
+
+
+def test_all_time_figures_reads_each_heading_not_any_number(tmp_path):
+    agg = UsageAggregator()
+    agg.add_usage("h", {"schema": 1, "collected_at": "2026-12-31T12:00:00Z", "services": [
+        {"name": "speech", "all_time": {"meters": [
+            {"name": "Speech.Seconds", "quantity": 1234.5, "billedUnit": "1 hour"}]}},
+        {"name": "read", "all_time": log("read", 12)}]})
+    write_reports(agg, tmp_path, ["html"])
+    agg.close()
+    page = (tmp_path / FILE_NAMES["html"]).read_text()
+    assert all_time_figures(page) == {("speech", "Speech.Seconds"): 1234.5,
+                                      ("read", "read.calls"): 12}
 
 
 def collect(hosts: dict[str, dict | str], run_dir: Path, generated: str) -> Path:
@@ -255,6 +352,25 @@ def test_merge_newest_snapshot_wins_without_double_counting(tmp_path, capsys):
     again = tmp_path / "again"
     assert cli.main(["report", "merge", str(out), str(site_b), "--out", str(again)]) == 0
     assert json.loads((again / FILE_NAMES["json"]).read_text())["totals"] == report["totals"]
+
+
+def test_merge_links_the_raw_records_where_the_report_is_now(tmp_path):
+    """Reports carried on media to another machine: run_dir inside names the old place."""
+    collected = collect({"h": usage(0)}, tmp_path / "enclave" / "run1" / "usage",
+                        "2026-12-31T13:00:00+00:00")
+    (collected / "raw").mkdir()
+    (collected / "raw" / "read-0.tar.gz").write_bytes(b"records")
+    carried = tmp_path / "laptop" / "media" / "usage"
+    carried.parent.mkdir(parents=True)
+    shutil.move(collected, carried)
+    out = tmp_path / "laptop" / "merged"
+    merge([carried], out)
+    report = json.loads((out / FILE_NAMES["json"]).read_text())
+    [source] = report["run"]["merged_from"]
+    assert source["run_dir"] == str(collected)  # where it was written, kept as provenance
+    read = next(svc for svc in report["hosts"][0]["services"] if svc["name"] == "read")
+    assert read["archive"]["path"] == "../media/usage/raw/read-0.tar.gz"
+    assert (out / read["archive"]["path"]).read_bytes() == b"records"
 
 
 def test_merge_refuses_what_is_not_a_usage_report(tmp_path, capsys):

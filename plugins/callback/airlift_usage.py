@@ -13,15 +13,20 @@ description:
     (schema 1) as it arrives, appending it to a spool file and keeping only fleet counters
     in memory, and writes C(usage-report.json), C(usage-report.csv) and
     C(usage-report.html) at the end of the run, then prints a short summary.
-  - Every host of a play that produced usage results appears in the report, after
-    C(--limit), as C(reported), C(failed) (with the failure message) or C(unreachable);
-    a host without numbers is never counted as zero.
+  - Every host of a play that produced usage results, or that is marked as a usage
+    collection, appears in the report, after C(--limit), as C(reported), C(failed) (with
+    the failure message) or C(unreachable); a host without numbers is never counted as zero.
+  - A top-level C(airlift_usage_collection) result or fact (a mapping, optionally with
+    C(run_dir)) marks its play as a usage collection; the C(airlift_collect) role sets it
+    before it contacts any host. Such a play always gets a report, even when no host
+    returned usage (every host unreachable or failed), written to that C(run_dir).
   - A top-level C(airlift_usage_commitments) result (service -> year -> purchased units)
     adds commitment plans; the report shows the share used, a linear projection to the
     end of the year, and a warning past O(warn_percent).
-  - A run that produced no C(airlift_usage) result writes nothing, so the callback can
-    stay enabled for every playbook. Only the documented usage fields are kept; failure
-    messages are redacted of key-looking values; whole results are never stored.
+  - A run that produced no C(airlift_usage) result and no collection marker writes
+    nothing, so the callback can stay enabled for every playbook. Only the documented
+    usage fields are kept; failure messages are redacted of key-looking values; whole
+    results are never stored.
 requirements:
   - the airlift package importable by the Python running Ansible (the project venv)
   - enabled with C(callbacks_enabled = airlift_usage) or C(ANSIBLE_CALLBACKS_ENABLED)
@@ -152,7 +157,8 @@ class CallbackModule(CallbackBase):
         return self._usage
 
     def _end_play(self) -> None:
-        """A play's hosts become expected once any of them returned usage."""
+        """A play's hosts become expected once any of them returned usage or the play was
+        marked as a collection."""
         if self._play_has_usage:
             self._agg.expect(self._play_hosts)
         self._play_hosts, self._play_has_usage = [], False
@@ -166,6 +172,10 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_ok(self, result: Any) -> None:
         for data in AnsibleView.payloads(result):
+            marker = data.get("airlift_usage_collection")
+            if isinstance(marker, Mapping):
+                self._agg.collection_ran(marker.get("run_dir"))
+                self._play_has_usage = True
             usage = data.get("airlift_usage")
             if isinstance(usage, Mapping):
                 self._agg.add_usage(AnsibleView.host(result), usage)
@@ -184,7 +194,7 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_stats(self, stats: Any) -> None:
         self._end_play()
         agg = self._usage
-        if agg is None or not agg.seen_usage:
+        if agg is None or not agg.report_due:
             if agg is not None:
                 agg.close()
             return

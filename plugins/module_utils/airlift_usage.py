@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 
 PARTIAL_SUFFIX = ".partial"
+REMOVED = "removed"  # collected_via of an Output directory no current service writes to
 
 
 def month_window(count: int, today: dt.date | None = None) -> list[str]:
@@ -102,6 +103,14 @@ def archive_dir(source: str, dest_dir: str) -> dict:
     return {"path": final, "sha256": sha256, "size": os.path.getsize(final)}
 
 
+def archived(source: str, dest_dir: str) -> dict:
+    """archive_dir's result as an entry's `archive`: its path in the run's usage folder
+    once fetched (raw/<sha256>.tar.gz), sha256, size and where it waits on the host."""
+    archive = archive_dir(source, dest_dir)
+    return {"path": f"raw/{archive['sha256']}.tar.gz", "sha256": archive["sha256"],
+            "size": archive["size"], "host_path": archive["path"]}
+
+
 def sorted_tree(root: str) -> list[str]:
     """The directory and everything under it, in a stable order."""
     out = [root]
@@ -110,3 +119,56 @@ def sorted_tree(root: str) -> list[str]:
         out.extend(os.path.join(folder, name) for name in dirs)
         out.extend(os.path.join(folder, name) for name in sorted(files))
     return sorted(out)
+
+
+def _same_path(path: str) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def orphan_output_dirs(output_root: str, services: list[dict],
+                       keep_out: list[str]) -> list[tuple[str, str]]:
+    """(name, path) of each directory under OUTPUT_ROOT that no current service writes to.
+
+    A service taken out of the inventory keeps its Output directory (records are never
+    deleted), but services.json no longer lists it, so without this its records would
+    never be collected again. KEEP_OUT are directories archived otherwise (the front
+    door's log). Symbolic links are not followed: only what airlift created is evidence.
+    """
+    try:
+        with os.scandir(output_root) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except FileNotFoundError:
+        return []
+    current = {_same_path(service["output_dir"]) for service in services
+               if service.get("output_dir")}
+    current.update(_same_path(path) for path in keep_out)
+    return [(entry.name, entry.path) for entry in entries
+            if entry.is_dir(follow_symlinks=False) and _same_path(entry.path) not in current]
+
+
+def collect_removed(output_root: str, services: list[dict], keep_out: list[str],
+                    archive_root: str, check_mode: bool = False) -> list[dict]:
+    """A `removed` entry per orphaned Output directory, archived like a service's.
+
+    No totals are asked for: the container may be gone, and an entry without figures is
+    never read as zero. A name a current service also has gets a suffix, so the two
+    entries stay apart in the report.
+    """
+    names = {service.get("name") for service in services}
+    try:
+        # The archives' own folder is never one to archive, wherever it was put.
+        orphans = orphan_output_dirs(output_root, services, [*keep_out, archive_root])
+    except OSError as exc:  # said in the report, never skipped in silence
+        return [{"name": "removed services", "collected_via": REMOVED,
+                 "error": f"could not list {output_root}: {exc}"}]
+    out = []
+    for name, path in orphans:
+        entry: dict = {"name": name if name not in names else f"{name} (removed)",
+                       "collected_via": REMOVED, "output_dir": path}
+        if not check_mode:
+            try:
+                entry["archive"] = archived(path, archive_root)
+            except OSError as exc:
+                entry["error"] = f"could not archive {path}: {exc}"
+        out.append(entry)
+    return out

@@ -18,6 +18,10 @@ description:
     unchanged directory gives the same name.
   - Archives each of C(log_dirs) that exists (the front door's access log) the same way,
     returned under C(logs).
+  - Archives the same way every directory under C(output_root) that no listed service
+    (and no C(log_dirs) entry) writes to - the Output of a service since removed from the
+    host, kept by design - as a service entry with C(collected_via=removed) and no totals
+    (its container may be gone), so its records stay in the evidence.
   - A service that cannot be collected gets an C(error); the others are still returned.
   - In check mode no temporary instance is started and no archive is written.
 version_added: "0.1.0"
@@ -54,6 +58,11 @@ options:
     description: Host directory for the Output archives (root-only).
     type: path
     default: /var/lib/airlift/usage-archives
+  output_root:
+    description: The directory holding the services' Output directories (deploy's
+      C(airlift_deploy_output_dir)); one missing on this host is skipped.
+    type: path
+    default: /var/lib/airlift/output
   log_dirs:
     description: Other directories to archive, such as the front door's access log;
       one missing on this host is skipped.
@@ -85,8 +94,10 @@ EXAMPLES = r"""
 RETURN = r"""
 collected:
   description: Schema 1 usage of this host - collected_at and one entry per service
-    (name, catalog, collected_via, all_time, months, archive or error), and C(logs) -
-    one entry (name, archive or error) per archived C(log_dirs) directory.
+    (name, catalog, collected_via, all_time, months, archive or error), then one per
+    removed service's Output directory (name, collected_via=removed, output_dir, archive
+    or error), and C(logs) - one entry (name, archive or error) per archived C(log_dirs)
+    directory.
   returned: always
   type: dict
 """
@@ -97,6 +108,8 @@ import subprocess
 
 from ansible.module_utils.airlift_usage import (
     archive_dir,
+    archived,
+    collect_removed,
     free_loopback_port,
     is_ready,
     month_window,
@@ -158,10 +171,7 @@ def collect(module: AnsibleModule, service: dict, months: list[str]) -> dict:
         entry["error"] = str(exc)
     if not module.check_mode:
         try:
-            archive = archive_dir(service["output_dir"], module.params["archive_dir"])
-            entry["archive"] = {"path": f"raw/{archive['sha256']}.tar.gz",
-                                "sha256": archive["sha256"], "size": archive["size"],
-                                "host_path": archive["path"]}
+            entry["archive"] = archived(service["output_dir"], module.params["archive_dir"])
         except OSError as exc:
             entry.setdefault("error", f"could not archive {service['output_dir']}: {exc}")
     return entry
@@ -195,6 +205,7 @@ def main() -> None:
             "run_options": {"type": "list", "elements": "str", "default": []},
             "eula": {"type": "str", "required": True},
             "archive_dir": {"type": "path", "default": "/var/lib/airlift/usage-archives"},
+            "output_root": {"type": "path", "default": "/var/lib/airlift/output"},
             "log_dirs": {"type": "list", "elements": "dict", "default": [],
                          "options": {"name": {"type": "str", "required": True},
                                      "path": {"type": "path", "required": True}}},
@@ -211,7 +222,10 @@ def main() -> None:
         "schema": 1,
         "collected_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "months": months,
-        "services": [collect(module, service, months) for service in params["services"]],
+        "services": [*(collect(module, service, months) for service in params["services"]),
+                     *collect_removed(params["output_root"], params["services"],
+                                      [entry["path"] for entry in params["log_dirs"]],
+                                      params["archive_dir"], module.check_mode)],
         "logs": archive_logs(module),
     }
     # Reading usage changes nothing a re-run could converge; the archives are copies.

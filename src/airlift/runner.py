@@ -305,9 +305,13 @@ def usage_summary(run_dir: Path) -> list[str]:
     if not path.exists():
         return []
     report = usage_report.read_report(path)
+    hosts = report.get("hosts") or []
     problems = [(host["host"], host["status"], host.get("reason", ""))
-                for host in report.get("hosts") or [] if host["status"] != "reported"]
-    return usage.summary_lines(report, [str(path)], problems)
+                for host in hosts if host["status"] != "reported"]
+    service_problems = [(host["host"], service["name"], service["error"])
+                        for host in hosts if host["status"] == "reported"
+                        for service in host.get("services") or [] if "error" in service]
+    return usage.summary_lines(report, [str(path)], problems, service_problems)
 
 
 def exit_code(progress: Progress, rc: int) -> int:

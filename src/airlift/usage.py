@@ -30,6 +30,13 @@ from airlift.timeutil import as_utc
 SCHEMA_VERSION = 1
 KIND = "airlift.usage-report"
 REPORTED, FAILED, UNREACHABLE = "reported", "failed", "unreachable"
+# Reported hosts with at least one service not collected: a subset of REPORTED, counted
+# apart so a summary never reads as complete when a service's figures are missing.
+WITH_ERRORS = "reported_with_errors"
+# collected_via of the Output directory of a service no longer deployed on the host: its
+# records are archived, no totals are asked for (its container may be gone).
+REMOVED = "removed"
+REMOVED_NOTE = "no longer deployed: Output records archived, no totals asked for"
 ALL_TIME = "all-time"
 NO_RESULT = "no usage result: the host did not run the collection task"
 REASON_LIMIT = 300
@@ -93,7 +100,12 @@ def _meters(log: object, units: dict[str, str]) -> tuple[dict[str, int | float],
 
 
 def normalize_service(raw: Mapping[str, Any], collected_at: str | None) -> dict[str, Any]:
-    """A service entry of `airlift_usage`, whitelisted field by field (nothing else kept)."""
+    """A service entry of `airlift_usage`, whitelisted field by field (nothing else kept).
+
+    Only a record with figures gets all_time and months: one with an error or of a removed
+    service has none, so it can never be read as zero. Each keeps its archive: the raw
+    records are evidence whether or not the figures could be read.
+    """
     record: dict[str, Any] = {"name": str(raw.get("name") or "?")}
     for key in ("catalog", "collected_via"):
         if isinstance(raw.get(key), str):
@@ -101,7 +113,17 @@ def normalize_service(raw: Mapping[str, Any], collected_at: str | None) -> dict[
     record["collected_at"] = raw.get("collected_at") or collected_at
     if raw.get("error") is not None:
         record["error"] = redact(raw["error"])
-        return record
+    elif record.get("collected_via") != REMOVED:
+        record.update(_figures(raw))
+    archive = raw.get("archive")
+    if isinstance(archive, Mapping):
+        record["archive"] = {key: archive[key] for key in ("path", "sha256", "size")
+                             if isinstance(archive.get(key), str | int)}
+    return record
+
+
+def _figures(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """all_time, months, api_type and units of a service entry, or an `error`."""
     units: dict[str, str] = {}
     try:
         all_time, api_type = _meters(raw.get("all_time") or {}, units)
@@ -110,18 +132,14 @@ def normalize_service(raw: Mapping[str, Any], collected_at: str | None) -> dict[
             months[_month_key(key)], month_api = _meters(log, units)
             api_type = api_type or month_api
     except UsageError as exc:
-        record["error"] = f"invalid usage data: {redact(exc)}"
-        return record
-    if api_type:
-        record["api_type"] = api_type
-    record.update(all_time=all_time, months=dict(sorted(months.items())))
-    if units:
-        record["units"] = units
-    archive = raw.get("archive")
-    if isinstance(archive, Mapping):
-        record["archive"] = {key: archive[key] for key in ("path", "sha256", "size")
-                             if isinstance(archive.get(key), str | int)}
-    return record
+        return {"error": f"invalid usage data: {redact(exc)}"}
+    return {**({"api_type": api_type} if api_type else {}), "all_time": all_time,
+            "months": dict(sorted(months.items())), **({"units": units} if units else {})}
+
+
+def has_figures(record: Mapping[str, Any]) -> bool:
+    """Whether a normalized record carries figures (not an error, not a removed service)."""
+    return "all_time" in record
 
 
 def _moment(record: Mapping[str, Any]) -> dt.datetime:
@@ -132,8 +150,8 @@ def _moment(record: Mapping[str, Any]) -> dt.datetime:
 
 
 def _rank(record: Mapping[str, Any]) -> tuple[bool, dt.datetime]:
-    """Successful snapshots beat errors; then the newest wins."""
-    return "error" not in record, _moment(record)
+    """Snapshots with figures beat errors and removed services; then the newest wins."""
+    return has_figures(record), _moment(record)
 
 
 def parse_commitments(raw: object, source: str) -> dict[str, dict[int, int | float]]:
@@ -166,8 +184,10 @@ class UsageAggregator:
         self._reported: dict[str, int] = {}            # host -> spool offset of its snapshot
         self._problems: dict[str, tuple[str, str]] = {}  # host -> (status, reason)
         self._notes: dict[str, str] = {}
+        self._service_errors: dict[str, int] = {}     # host -> services not collected
         self._expected: set[str] | None = None          # None: every host seen is expected
         self._seen = False
+        self._collection_ran = False
         self.totals: dict[tuple[str, str, str], int | float] = {}
         self.host_counts: dict[tuple[str, str, str], int] = {}
         self.services: dict[str, dict[str, Any]] = {}
@@ -177,9 +197,19 @@ class UsageAggregator:
     # -- input ---------------------------------------------------------------------------
 
     @property
-    def seen_usage(self) -> bool:
-        """Whether any usage result arrived (a run without one writes no report)."""
-        return self._seen or bool(self._reported)
+    def report_due(self) -> bool:
+        """Whether a report is written: a usage result arrived or a collection ran.
+
+        A run with neither (any other playbook) writes nothing; a collection where every
+        host failed still gets a report listing each host, or the operator has nothing.
+        """
+        return self._seen or bool(self._reported) or self._collection_ran
+
+    def collection_ran(self, run_dir: object = None) -> None:
+        """A collection play started (the collect role's marker); RUN_DIR is its folder."""
+        self._collection_ran = True
+        if self.run_dir is None and isinstance(run_dir, str) and run_dir:
+            self.run_dir = run_dir
 
     def expect(self, hosts: Iterable[str]) -> None:
         """Hosts that should report; without a call, every host seen is expected."""
@@ -216,6 +246,11 @@ class UsageAggregator:
             current[record["name"]] = record
         entry = {"host": host, "services": list(current.values())}
         self._reported[sys.intern(host)] = self._write(entry)
+        errors = sum("error" in record for record in current.values())
+        if errors:
+            self._service_errors[host] = errors
+        else:
+            self._service_errors.pop(host, None)
         if host in self._problems:
             self._notes[host] = f"reported after being {self._problems.pop(host)[0]}"
 
@@ -231,7 +266,7 @@ class UsageAggregator:
             self.commitments.setdefault(service, {}).update(years)
 
     def _count(self, record: Mapping[str, Any], sign: int) -> None:
-        if "error" in record:
+        if not has_figures(record):
             return
         service = record["name"]
         meta = self.services.setdefault(service, {"catalogs": set(), "api_types": set(),
@@ -286,6 +321,14 @@ class UsageAggregator:
             if host not in self._reported:
                 yield (host, *self._problems.get(host, (FAILED, NO_RESULT)))
 
+    def service_problems(self) -> Iterator[tuple[str, str, str]]:
+        """(host, service, error) of every service a reported host could not collect."""
+        for host in sorted(self._service_errors):
+            for record in sorted(self._read(self._reported[host])["services"],
+                                 key=lambda item: item["name"]):
+                if "error" in record:
+                    yield host, record["name"], record["error"]
+
     def iter_hosts(self) -> Iterator[dict[str, Any]]:
         """Every host, sorted: reported ones with their services, the others with a reason."""
         for host in self._host_names():
@@ -303,8 +346,10 @@ class UsageAggregator:
 
     def status_counts(self) -> dict[str, int]:
         names = self._host_names()
-        counts = {"expected": len(names), REPORTED: 0, FAILED: 0, UNREACHABLE: 0}
+        counts = {"expected": len(names), REPORTED: 0, WITH_ERRORS: 0, FAILED: 0,
+                  UNREACHABLE: 0}
         for host in names:
+            counts[WITH_ERRORS] += host in self._service_errors
             status = REPORTED if host in self._reported else self._problems.get(
                 host, (FAILED, ""))[0]
             counts[status] += 1
@@ -407,11 +452,18 @@ def fmt(value: int | float | None) -> str:
 
 
 def summary_lines(header: Mapping[str, Any], paths: Iterable[str] = (),
-                  problems: Iterable[tuple[str, str, str]] = ()) -> list[str]:
-    """The few lines printed at the end of a run."""
+                  problems: Iterable[tuple[str, str, str]] = (),
+                  service_problems: Iterable[tuple[str, str, str]] = ()) -> list[str]:
+    """The few lines printed at the end of a run.
+
+    A host that reported with a service not collected says so on the first line, and the
+    services are named, so a partial collection never reads as complete.
+    """
     counts = header["hosts_summary"]
-    lines = [f"airlift usage: {counts[REPORTED]} of {counts['expected']} host(s) reported, "
-             f"{counts[FAILED]} failed, {counts[UNREACHABLE]} unreachable"]
+    with_errors = counts.get(WITH_ERRORS, 0)  # absent from reports of older airlift
+    partial = f" ({with_errors} with services not collected)" if with_errors else ""
+    lines = [f"airlift usage: {counts[REPORTED]} of {counts['expected']} host(s) reported"
+             f"{partial}, {counts[FAILED]} failed, {counts[UNREACHABLE]} unreachable"]
     for service, entry in header["totals"].items():
         meters = ", ".join(f"{meter} {fmt(values['all_time'])}"
                            for meter, values in entry["meters"].items())
@@ -422,6 +474,16 @@ def summary_lines(header: Mapping[str, Any], paths: Iterable[str] = (),
     if len(shown) > 5:
         more = counts[FAILED] + counts[UNREACHABLE] - 5
         lines.append(f"  ... and {more} more host(s) without figures (see the report)")
+    shown_services, more_services = [], 0
+    for item in service_problems:
+        if len(shown_services) < 5:
+            shown_services.append(item)
+        else:
+            more_services += 1
+    lines.extend(f"  {host} {service} not collected: {error[:100]}"
+                 for host, service, error in shown_services)
+    if more_services:
+        lines.append(f"  ... and {more_services} more service(s) not collected (see the report)")
     lines.extend(f"  WARNING {warning}" for warning in header["warnings"])
     lines.extend(f"  report: {path}" for path in paths)
     return lines

@@ -10,10 +10,10 @@ import heapq
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from airlift.compliance import atomic_text
-from airlift.usage import ALL_TIME, REPORTED, fmt
+from airlift.usage import ALL_TIME, REMOVED_NOTE, REPORTED, WITH_ERRORS, fmt, has_figures
 
 if TYPE_CHECKING:
     from airlift.usage import UsageAggregator
@@ -104,6 +104,9 @@ def _host_row(entry: Mapping[str, Any]) -> str:
             if "error" in svc:
                 lines.append(f"{_e(svc['name'])}{via}: <span class=failed>"
                              f"{_e(svc['error'])}</span>")
+            elif not has_figures(svc):
+                lines.append(f"{_e(svc['name'])}{via}: <span class=muted>"
+                             f"{_e(REMOVED_NOTE)}</span>")
             else:
                 meters = ", ".join(f"{_e(m)} {_e(fmt(q))}" for m, q in svc["all_time"].items())
                 lines.append(f"{_e(svc['name'])}{via}: {meters or 'no meters'}")
@@ -114,8 +117,20 @@ def _host_row(entry: Mapping[str, Any]) -> str:
             f"<td>{_e(entry.get('collected_at') or '')}</td><td>{detail}</td></tr>\n")
 
 
+def _services_not_collected(agg: UsageAggregator, out: TextIO) -> None:
+    """Near the top, not only in the host table: their figures are missing from totals."""
+    out.write("<h2>Services not collected</h2>\n<p>These hosts reported, but without "
+              "these services' figures.</p>\n<table><tr><th>host</th><th>service</th>"
+              "<th>error</th></tr>\n")
+    for host, service, error in agg.service_problems():
+        out.write(f"<tr><td>{_e(host)}</td><td>{_e(service)}</td>"
+                  f"<td class=failed>{_e(error)}</td></tr>\n")
+    out.write("</table>\n")
+
+
 def write_html(agg: UsageAggregator, header: Mapping[str, Any], path: Path) -> None:
     run, counts = header["run"], header["hosts_summary"]
+    with_errors = counts.get(WITH_ERRORS, 0)
     top = _top_hosts(agg)
     with atomic_text(path) as out:
         out.write(f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -124,12 +139,16 @@ def write_html(agg: UsageAggregator, header: Mapping[str, Any], path: Path) -> N
                   f"usage as of {_e(run.get('as_of'))}"
                   + (f"; run {_e(run['run_dir'])}" if run.get("run_dir") else "")
                   + f".</p>\n<p><b>{counts['expected']}</b> hosts expected: "
-                  f"<span class=reported>{counts['reported']} reported</span>, "
+                  f"<span class=reported>{counts['reported']} reported</span>"
+                  + (f" (<span class=failed>{with_errors} with services not collected"
+                     f"</span>)" if with_errors else "") + ", "
                   f"<span class=failed>{counts['failed']} failed</span>, "
                   f"<span class=unreachable>{counts['unreachable']} unreachable</span>. "
                   f"Failed and unreachable hosts contribute no figures.</p>\n")
         for warning in header["warnings"]:
             out.write(f"<p class=warn>{_e(warning)}</p>\n")
+        if with_errors:
+            _services_not_collected(agg, out)
         if header["commitments"]:
             out.write("<h2>Commitment plans</h2>\n<table><tr><th>service</th><th>year</th>"
                       "<th class=n>purchased</th><th class=n>used</th><th class=n>% used</th>"

@@ -21,10 +21,12 @@ from airlift.compliance import atomic_text
 from airlift.usage import (
     ALL_TIME,
     KIND,
+    REMOVED_NOTE,
     REPORTED,
     SCHEMA_VERSION,
     UsageAggregator,
     UsageError,
+    has_figures,
     normalize_service,
     summary_lines,
 )
@@ -84,6 +86,9 @@ def csv_rows(agg: UsageAggregator, header: Mapping[str, Any]) -> Iterable[list[A
             if "error" in svc:
                 yield ["service-error", *base, "", "", "", "", "", *tail, svc["error"]]
                 continue
+            if not has_figures(svc):  # removed: its records archived, no figures to show
+                yield ["service-removed", *base, "", "", "", "", "", *tail, REMOVED_NOTE]
+                continue
             units = svc.get("units", {})
             months = [(ALL_TIME, svc["all_time"]), *svc["months"].items()]
             for month, meters in months:
@@ -130,7 +135,8 @@ def write_reports(agg: UsageAggregator, dest: Path, formats: Sequence[str] = FOR
 
 def text_summary(agg: UsageAggregator, header: Mapping[str, Any],
                  paths: Iterable[Path]) -> list[str]:
-    return summary_lines(header, [str(path) for path in paths], agg.problems())
+    return summary_lines(header, [str(path) for path in paths], agg.problems(),
+                         agg.service_problems())
 
 
 def load_commitment_file(path: str | os.PathLike[str]) -> object:
@@ -170,7 +176,7 @@ def _as_raw(svc: Mapping[str, Any], base: Path, out: Path) -> dict[str, Any]:
 
     raw: dict[str, Any] = {key: svc[key] for key in ("name", "catalog", "collected_via",
                                                      "collected_at", "error") if key in svc}
-    if "error" not in svc:
+    if has_figures(svc):
         raw["all_time"] = log(svc.get("all_time") or {})
         raw["months"] = {month: log(meters) for month, meters in
                          (svc.get("months") or {}).items()}
@@ -191,7 +197,10 @@ def merge(inputs: Sequence[Path], out: Path, formats: Sequence[str] = FORMATS,
     sources = []
     for report in reports:
         run = report.get("run") or {}
-        base = Path(run.get("run_dir") or Path(report["_file"]).parent).resolve()
+        # Archive paths are relative to the report file, so they resolve from wherever it
+        # is now: the run_dir recorded inside is where it was written, on another machine
+        # once the report travelled on media; it stays in merged_from as provenance only.
+        base = Path(report["_file"]).parent.resolve()
         sources.append({"report": report["_file"], "run_dir": run.get("run_dir"),
                         "generated_at": report.get("generated_at"),
                         "collected_from": run.get("collected_from"),
