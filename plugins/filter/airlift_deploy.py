@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -35,15 +33,6 @@ def describe_services(services: list[dict[str, Any]], catalog: dict[str, Any],
         raise AnsibleFilterError(str(exc)) from exc
 
 
-def slurped_state(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """{name: parsed JSON} from a looped slurp; a file that was not there maps to {}."""
-    state = {}
-    for result in results:
-        content = result.get("content")
-        state[result["item"]] = json.loads(base64.b64decode(content)) if content else {}
-    return state
-
-
 def k8s_env_name(setting: str) -> str:
     """Kubernetes rejects ':' in env var names; the containers read '__' the same way."""
     return setting.replace(":", "__")
@@ -54,7 +43,6 @@ class FilterModule:
         return {
             "airlift_deploy_units": deploy_units,
             "airlift_stale_units": deploy.stale_units,
-            "airlift_slurped_state": slurped_state,
             "airlift_k8s_env_name": k8s_env_name,
             "airlift_describe_services": describe_services,
             "airlift_mount_dirs": deploy.mount_dirs,
