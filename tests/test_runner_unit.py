@@ -16,7 +16,7 @@ def feed(progress: runner.Progress, events: list[dict]) -> None:
         assert progress.handle(item) is True
 
 
-def test_piped_progress_prints_one_line_per_task_and_counts_hosts():
+def test_piped_progress_prints_one_line_per_task_as_it_ends_and_counts_hosts():
     out = io.StringIO()
     progress = runner.Progress(["h1", "h2", "h3"], out, live=False)
     feed(progress, [
@@ -24,20 +24,25 @@ def test_piped_progress_prints_one_line_per_task_and_counts_hosts():
         event("runner_on_ok", "h1", res={"transferred_bytes": 3 * 2**20}),
         event("runner_on_failed", "h2", res={"msg": "disk\\nfull"}, task_path="/r/images.yml:3"),
         event("runner_on_unreachable", "h3", res={"msg": "ssh: timed out"}),
+    ])
+    assert out.getvalue() == ""                   # printed when the task ends
+    feed(progress, [
         event("playbook_on_task_start", task="Load images"),
+        event("runner_on_skipped", "h1"),
         event("playbook_on_stats", ok={"h1": 5, "localhost": 2}, changed={"h1": 1},
               failures={"h2": 1}, dark={"h3": 1}),
     ])
     lines = out.getvalue().splitlines()
-    assert lines == ["[3 host(s): 0 failed, 0 unreachable] Transfer images",
-                     "[3 host(s): 1 failed, 1 unreachable | 3.0 MiB moved] Load images"]
+    assert lines == ["[1 done, 1 failed, 1 unreachable of 3 | 3.0 MiB moved] Transfer images",
+                     "[1 done, 1 failed, 1 unreachable of 3 | 3.0 MiB moved] Load images"]
     assert "\r" not in out.getvalue()
     summary = progress.summary()
     assert summary[1].split()[:2] == ["h3", "unreachable"]
     assert summary[2].split()[:2] == ["h2", "failed"]
     assert summary[3].split()[:4] == ["h1", "ok", "5", "1"]
     assert summary[-1] == "1 ok, 1 failed, 1 unreachable of 3 host(s)"
-    assert not any(line.startswith("localhost") for line in summary)
+    assert not any(line.startswith("localhost") for line in summary)   # ran fine: not listed
+    assert len(out.getvalue().splitlines()) == 2                       # no line twice
     assert runner.exit_code(progress, 2) == runner.EXIT_FAILED_HOSTS
 
 
@@ -45,8 +50,64 @@ def test_live_progress_rewrites_one_line():
     out = io.StringIO()
     progress = runner.Progress(["h1"], out, live=True)
     feed(progress, [event("playbook_on_task_start", task="Ping")])
-    assert out.getvalue().startswith("\r\033[K[1 host(s)")
-    assert "\n" not in out.getvalue()
+    assert out.getvalue() == "\r\033[K[0 done, 0 failed, 0 unreachable of 1] Ping"
+
+
+def test_done_counts_the_hosts_that_finished_the_current_task():
+    out = io.StringIO()
+    progress = runner.Progress(["h1", "h2", "h3", "h4"], out, live=True)
+    feed(progress, [
+        event("playbook_on_task_start", task="Transfer images"),
+        event("runner_on_start", "h1"),
+        event("runner_item_on_ok", "h1"),                  # one item: not the task
+        event("runner_on_ok", "h1"),
+        event("runner_on_skipped", "h2"),
+        event("runner_on_failed", "h3", res={"msg": "tolerated"}, ignore_errors=True),
+        event("runner_on_failed", "h4", res={"msg": "disk full"}),
+    ])
+    assert progress.line() == "[3 done, 1 failed, 0 unreachable of 4] Transfer images"
+    feed(progress, [event("playbook_on_task_start", task="Load images"),
+                    event("runner_on_ok", "h2")])
+    assert progress.line() == "[1 done, 1 failed, 0 unreachable of 4] Load images"
+    assert out.getvalue().endswith("\r\033[K[0 done, 1 failed, 0 unreachable of 4] Load images")
+
+
+def test_a_controller_only_run_lists_the_controller_and_its_failure():
+    """stage.yml plays on localhost: a failure there is shown with its reason, and the
+    inventory's hosts, which nothing ran on, are not shown as ok."""
+    progress = runner.Progress(["h1", "h2"], io.StringIO(), live=False)
+    feed(progress, [
+        event("playbook_on_task_start", task="Download licenses"),
+        event("runner_on_failed", "localhost", res={"msg": "HTTP Error 401: Unauthorized"},
+              task_path="/p/roles/airlift_stage/tasks/licenses.yml:12"),
+        event("playbook_on_stats", ok={"localhost": 3}, failures={"localhost": 1},
+              processed={"localhost": 1}),
+    ])
+    summary = progress.summary()
+    assert summary[1].split()[:3] == ["localhost", "failed", "3"]
+    assert summary[1].endswith("HTTP Error 401: Unauthorized")
+    assert not any(line.startswith(("h1", "h2")) for line in summary)
+    assert summary[-2:] == ["0 ok, 1 failed, 0 unreachable of 1 host(s)",
+                            "no task ran on the 2 targeted host(s) of the inventory"]
+    assert runner.exit_code(progress, 2) == runner.EXIT_FAILED_HOSTS
+
+
+def test_a_controller_failure_in_a_fleet_run_is_listed_and_unrun_hosts_are_not_ok():
+    progress = runner.Progress(["h1", "h2"], io.StringIO(), live=False)
+    feed(progress, [
+        event("playbook_on_task_start", task="Check"),
+        event("runner_on_ok", "h1"),
+        event("playbook_on_task_start", task="Verify the bundle"),
+        event("runner_on_failed", "localhost", res={"msg": "bad signature"}),
+        event("playbook_on_stats", ok={"h1": 1}, failures={"localhost": 1},
+              processed={"h1": 1, "localhost": 1}),
+    ])
+    rows = {line.split()[0]: line.split()[1:] for line in progress.summary()[1:-1]}
+    assert rows["localhost"][0] == "failed" and rows["localhost"][-2:] == ["bad", "signature"]
+    assert rows["h2"][:2] == ["not", "run"]
+    assert rows["h1"][0] == "ok"
+    assert progress.summary()[-1] == "1 ok, 1 failed, 0 unreachable, 1 not run of 3 host(s)"
+    assert runner.exit_code(progress, 2) == runner.EXIT_FAILED_HOSTS
 
 
 def test_exit_codes_tell_bad_input_failed_unreachable_and_ok_apart():

@@ -15,6 +15,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,30 +80,65 @@ class HostState:
     failed: int = 0
     unreachable: int = 0
     reason: str = ""
+    ran: bool = False   # an event or the closing stats named the host
 
     @property
     def status(self) -> str:
         if self.unreachable:
             return "unreachable"
-        return "failed" if self.failed else "ok"
+        if self.failed:
+            return "failed"
+        return "ok" if self.ran else "not run"
+
+
+STATUS_ORDER = {"unreachable": 0, "failed": 1, "not run": 2, "ok": 3}
+# Events that end a task on a host without failing it.
+TASK_DONE_EVENTS = ("runner_on_ok", "runner_on_skipped")
+REDRAW_SECONDS = 0.1
 
 
 class Progress:
-    """Folds ansible-runner events into counters and draws the progress line."""
+    """Folds ansible-runner events into counters and draws the progress line.
+
+    The line reads `[D done, F failed, U unreachable of N] task`: D is how many hosts
+    have finished the current task (ok, changed, skipped or failed with ignore_errors),
+    F and U how many have failed or been unreachable so far in the run, N the hosts the
+    summary lists (see `table`). Hosts outside the current batch or play, or still at
+    work, are the rest. A task that runs on the controller only (localhost) shows 0 done.
+    On a terminal the line is redrawn as results come in; piped, one line is printed per
+    task when it ends, so its counts are final.
+    """
 
     def __init__(self, hosts: Sequence[str], out: IO[str], live: bool) -> None:
-        self.total = len(hosts)
         self.out, self.live = out, live
-        # Every targeted host is listed, even one no event ever named.
+        # Every targeted host is listed, even one no event ever named ("not run").
         self.hosts: dict[str, HostState] = {name: HostState() for name in hosts}
+        # Hosts outside the targeted ones that events name: the controller (localhost).
+        self.others: dict[str, HostState] = {}
+        self.targeted_ran = False
         self.task = ""
+        self.task_done: set[str] = set()
+        self.task_printed = True
+        self.drawn_at = 0.0
         self.bytes_moved = 0
         self.bad_input = ""
         self.report_lines: list[str] = []
 
+    @property
+    def total(self) -> int:
+        return len(self.hosts)
+
     def host(self, name: str) -> HostState:
-        """A targeted host's state; plays on the controller (localhost) get a scratch one."""
-        return self.hosts.get(name) or HostState()
+        """A host's state; one outside the targeted hosts is kept apart (see `table`)."""
+        if name in self.hosts:
+            return self.hosts[name]
+        return self.others.setdefault(name, HostState())
+
+    def ran(self, name: str) -> HostState:
+        state = self.host(name)
+        state.ran = True
+        self.targeted_ran = self.targeted_ran or name in self.hosts
+        return state
 
     def handle(self, event: dict[str, Any]) -> bool:
         """ansible-runner's event_handler: update, redraw; True keeps the event."""
@@ -110,26 +146,14 @@ class Progress:
         data = event.get("event_data") or {}
         result = data.get("res") or {}
         host = data.get("host", "")
-        if kind == "playbook_on_task_start":
-            self.task = data.get("task", "")
-            self.draw(new_task=True)
-        elif kind == "runner_on_ok" and host:
-            self.bytes_moved += int(result.get("transferred_bytes") or 0)
-        elif kind == "runner_on_failed" and host and not data.get("ignore_errors"):
-            state = self.host(host)
-            state.failed = 1
-            state.reason = state.reason or one_line(result.get("msg") or "failed")
-            if data.get("task_action", "").endswith("validate_argument_spec") or any(
-                    data.get("task_path", "").split(":")[0].endswith(name)
-                    for name in BAD_INPUT_TASK_FILES):
-                self.bad_input = state.reason
-            self.draw()
-        elif kind == "runner_on_unreachable" and host:
-            state = self.host(host)
-            state.unreachable = 1
-            state.reason = one_line(result.get("msg") or "unreachable")
-            self.draw()
+        if kind in ("playbook_on_task_start", "playbook_on_handler_task_start"):
+            self.end_task()
+            self.task, self.task_done, self.task_printed = data.get("task", ""), set(), False
+            self.draw(force=True)
+        elif kind.startswith(("runner_on_", "runner_item_on_")) and host:
+            self.host_event(kind, host, data, result)
         elif kind == "playbook_on_stats":
+            self.end_task()
             self.stats(data)
         for line in (event.get("stdout") or "").splitlines():
             # The usage callback's closing lines say where the reports are.
@@ -137,45 +161,100 @@ class Progress:
                 self.report_lines.append(line)
         return True
 
+    def host_event(self, kind: str, host: str, data: dict[str, Any],
+                   result: dict[str, Any]) -> None:
+        state = self.ran(host)
+        if kind in TASK_DONE_EVENTS or (kind == "runner_on_failed"
+                                        and data.get("ignore_errors")):
+            self.task_done.add(host)
+            self.bytes_moved += int(result.get("transferred_bytes") or 0)
+        elif kind == "runner_on_failed":
+            state.failed = 1
+            state.reason = state.reason or one_line(result.get("msg") or "failed")
+            if data.get("task_action", "").endswith("validate_argument_spec") or any(
+                    data.get("task_path", "").split(":")[0].endswith(name)
+                    for name in BAD_INPUT_TASK_FILES):
+                self.bad_input = state.reason
+        elif kind == "runner_on_unreachable":
+            state.unreachable = 1
+            state.reason = one_line(result.get("msg") or "unreachable")
+        else:
+            return
+        self.draw(force=kind not in TASK_DONE_EVENTS)
+
     def stats(self, data: dict[str, Any]) -> None:
+        for name in data.get("processed") or {}:
+            self.ran(name)
         for key, attr in (("ok", "ok"), ("changed", "changed"), ("failures", "failed"),
                           ("dark", "unreachable")):
             for name, count in (data.get(key) or {}).items():
-                setattr(self.host(name), attr, int(count))
+                setattr(self.ran(name), attr, int(count))
 
-    def counts(self) -> tuple[int, int, int]:
-        states = [state.status for state in self.hosts.values()]
-        return states.count("ok"), states.count("failed"), states.count("unreachable")
+    def table(self) -> dict[str, HostState]:
+        """The hosts the summary lists and the progress line counts.
+
+        Once a targeted host has run: every targeted host (one no event named is "not
+        run": the run stopped before it), and a host outside them (the controller, which
+        preflight also plays on) only when it failed. Before that, or when none ever
+        runs (a controller-only playbook given the inventory's hosts): the hosts that
+        did run, so that a failure on the controller is shown with its reason, or else
+        the targeted hosts, all "not run".
+        """
+        if self.targeted_ran:
+            return {**self.hosts, **{name: state for name, state in self.others.items()
+                                     if state.status in ("failed", "unreachable")}}
+        return dict(self.others) or dict(self.hosts)
+
+    def counts(self, table: dict[str, HostState] | None = None) -> dict[str, int]:
+        """Hosts of the table per status."""
+        counts = dict.fromkeys(STATUS_ORDER, 0)
+        for state in (self.table() if table is None else table).values():
+            counts[state.status] += 1
+        return counts
 
     def line(self) -> str:
-        _, failed, unreachable = self.counts()
+        table = self.table()
+        counts = self.counts(table)
+        done = len(self.task_done & table.keys())
         moved = f" | {self.bytes_moved / 2**20:.1f} MiB moved" if self.bytes_moved else ""
-        return (f"[{self.total} host(s): {failed} failed, {unreachable} unreachable{moved}] "
-                f"{self.task}")
+        return (f"[{done} done, {counts['failed']} failed, {counts['unreachable']} "
+                f"unreachable of {len(table)}{moved}] {self.task}")
 
-    def draw(self, new_task: bool = False) -> None:
-        if self.live:
+    def draw(self, force: bool = False) -> None:
+        """Redraw the terminal's line (at most every REDRAW_SECONDS unless forced)."""
+        now = time.monotonic()
+        if self.live and (force or now - self.drawn_at >= REDRAW_SECONDS):
+            self.drawn_at = now
             width = shutil.get_terminal_size((100, 20)).columns
             self.out.write("\r\033[K" + self.line()[: width - 1])
             self.out.flush()
-        elif new_task:
+
+    def end_task(self) -> None:
+        """Piped: the line of the task that just ended, once."""
+        if not self.live and self.task and not self.task_printed:
+            self.task_printed = True
             self.out.write(self.line() + "\n")
             self.out.flush()
 
     def summary(self) -> list[str]:
-        """The per-host table: every host seen, worst first."""
+        """The per-host table (see `table`), worst first."""
+        self.end_task()
         if self.live:
             self.out.write("\r\033[K")
-        order = {"unreachable": 0, "failed": 1, "ok": 2}
-        rows = sorted(self.hosts.items(), key=lambda item: (order[item[1].status], item[0]))
+        table = self.table()
+        rows = sorted(table.items(), key=lambda item: (STATUS_ORDER[item[1].status], item[0]))
         width = max([len(name) for name, _ in rows] + [4])
         lines = [f"{'host':<{width}}  {'status':<11}  {'ok':>4}  {'changed':>7}  reason"]
         for name, state in rows:
             lines.append(f"{name:<{width}}  {state.status:<11}  {state.ok:>4}  "
                          f"{state.changed:>7}  {state.reason}")
-        ok, failed, unreachable = self.counts()
-        lines.append(f"{ok} ok, {failed} failed, {unreachable} unreachable "
-                     f"of {len(self.hosts)} host(s)")
+        counts = self.counts(table)
+        not_run = f", {counts['not run']} not run" if counts["not run"] else ""
+        lines.append(f"{counts['ok']} ok, {counts['failed']} failed, {counts['unreachable']} "
+                     f"unreachable{not_run} of {len(table)} host(s)")
+        if self.hosts and not self.targeted_ran and self.others:
+            lines.append(f"no task ran on the {len(self.hosts)} targeted host(s) of the "
+                         "inventory")
         return lines
 
 
@@ -311,7 +390,8 @@ def usage_summary(run_dir: Path) -> list[str]:
 
 
 def exit_code(progress: Progress, rc: int) -> int:
-    _, failed, unreachable = progress.counts()
+    counts = progress.counts()
+    failed, unreachable = counts["failed"], counts["unreachable"]
     # ansible-playbook exits 4 both for a parser error and for unreachable hosts.
     if progress.bad_input or rc == 5 or (rc == 4 and not unreachable):
         return EXIT_BAD_INPUT
