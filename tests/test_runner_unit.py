@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import io
+import types
 
-from airlift import runner
+import pytest
+import yaml
+from conftest import ROOT
+
+from airlift import cli, cli_playbooks, runner
 
 
 def event(kind: str, host: str = "", **data: object) -> dict:
@@ -160,3 +165,111 @@ def test_the_environment_is_scrubbed_from_the_command_artifact(tmp_path):
     assert '"env_names": ["AIRLIFT_API_KEY", "PATH"]' in text
     assert '"command": ["ansible-playbook"]' in text
     assert len(calls) == 1
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A scratch project root (AIRLIFT_HOME): reports and runner artifacts land there."""
+    monkeypatch.setenv("AIRLIFT_HOME", str(tmp_path))
+    monkeypatch.setenv("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
+    (tmp_path / "plugins").symlink_to(ROOT / "plugins")
+    (tmp_path / "hosts.yml").write_text("all:\n  hosts:\n    h1:\n    h2:\n")
+    return tmp_path
+
+
+class FakeRunner:
+    """Stands in for ansible_runner.run: records its arguments, runs nothing."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, **kwargs):
+        self.calls.append(kwargs)
+        return types.SimpleNamespace(rc=0)
+
+
+def execute(playbook="site.yml", runner_=FakeRunner, **options):
+    """Run through runner.execute, piped; runner_=None runs ansible-runner for real."""
+    out = io.StringIO()
+    rc = runner.execute(runner.PlaybookRun(playbook, **options), out=out, live=False,
+                        runner=runner_() if runner_ is FakeRunner else runner_)
+    return rc, out.getvalue()
+
+
+def test_the_operator_may_turn_host_key_checking_off_and_the_inventory_must_parse(
+        project, monkeypatch):
+    fake = FakeRunner()
+    monkeypatch.setenv("ANSIBLE_HOST_KEY_CHECKING", "False")
+    monkeypatch.setenv("ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED", "False")
+    assert execute(runner_=fake, inventory=str(project / "hosts.yml"))[0] == runner.EXIT_OK
+    envvars = fake.calls[0]["envvars"]
+    assert envvars["ANSIBLE_HOST_KEY_CHECKING"] == "False"
+    assert envvars["ANSIBLE_INVENTORY_UNPARSED_FAILED"] == "True"
+    assert envvars["ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED"] == "True"
+
+
+def test_a_real_run_checks_host_keys(project, monkeypatch):
+    """ansible-runner turns host key checking off unless told: the run must check, as
+    ansible.cfg and the printed ansible-playbook line do."""
+    monkeypatch.delenv("ANSIBLE_HOST_KEY_CHECKING", raising=False)
+    (project / "play.yml").write_text("""
+- name: Look at the run's settings
+  hosts: all
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Host keys are checked
+      ansible.builtin.assert:
+        that: lookup('ansible.builtin.config', 'HOST_KEY_CHECKING') | bool
+""")
+    rc, out = execute("play.yml", runner_=None, inventory="localhost,")
+    assert rc == runner.EXIT_OK, out
+    assert "1 ok, 0 failed, 0 unreachable of 1 host(s)" in out
+
+
+def test_rollout_with_an_inventory_that_does_not_parse_exits_2(project, capsys):
+    (project / "broken.yml").write_text("all:\n  hosts:\n    a: {\n  b\n")
+    assert cli.main(["rollout", "-i", str(project / "broken.yml")]) == runner.EXIT_BAD_INPUT
+    out = capsys.readouterr().out
+    assert f"airlift: the inventory {project / 'broken.yml'} does not parse: " in out
+    assert "reports" not in [path.name for path in project.iterdir()]   # nothing ran
+
+
+def test_an_inventory_part_of_which_does_not_parse_is_bad_input(project):
+    (project / "inventory").mkdir()
+    (project / "inventory" / "good.yml").write_text("all:\n  hosts:\n    h1:\n")
+    (project / "inventory" / "broken.yml").write_text("all:\n  hosts:\n    a: {\n")
+    fake = FakeRunner()
+    rc, out = execute(runner_=fake, inventory=str(project / "inventory"))
+    assert rc == runner.EXIT_BAD_INPUT and not fake.calls
+    assert "broken.yml" in out
+
+
+def test_no_host_to_run_on_is_bad_input_that_names_the_fix(project):
+    hosts = str(project / "hosts.yml")
+    rc, out = execute(inventory=hosts, limit="nowhere")
+    assert rc == runner.EXIT_BAD_INPUT
+    assert (f"airlift: --limit nowhere matches no host of the inventory {hosts}: see its "
+            f"hosts and groups with `ansible-inventory -i {hosts} --graph`") in out
+    (project / "empty.yml").write_text("all:\n  children:\n    sites: {}\n")
+    rc, out = execute(inventory=str(project / "empty.yml"))
+    assert rc == runner.EXIT_BAD_INPUT
+    assert f"the inventory {project / 'empty.yml'} has no host for `all`" in out
+    # A controller-only playbook (stage.yml) targets localhost, which every inventory has.
+    run = runner.PlaybookRun("playbooks/stage.yml", inventory=str(project / "empty.yml"),
+                             pattern="localhost")
+    assert runner.target_hosts(run, runner.environment()) == ["localhost"]
+
+
+def plays(path):
+    for play in yaml.safe_load(path.read_text()):
+        imported = play.get("ansible.builtin.import_playbook")
+        yield from plays(path.parent / imported) if imported else [play]
+
+
+def test_controller_verbs_are_those_whose_playbooks_run_on_localhost_only():
+    for verb, (playbook, _) in cli_playbooks.PLAYBOOK_VERBS.items():
+        on_controller = all(play["hosts"] == "localhost" for play in plays(ROOT / playbook))
+        assert on_controller == (verb in cli_playbooks.CONTROLLER_VERBS), verb
+        expected = "localhost" if on_controller else "all"
+        assert cli.build_parser().parse_args([verb]).pattern == expected

@@ -21,6 +21,8 @@ PLAYBOOK_VERBS = {
     "collect": ("playbooks/collect_usage.yml", "collect usage and the raw records"),
     "rotate": ("playbooks/rotate.yml", "new images and licenses host by host, with rollback"),
 }
+# Verbs whose playbook runs on the controller only: their run targets `localhost`.
+CONTROLLER_VERBS = {"stage"}
 
 
 def add_playbook_options(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +39,7 @@ def add_playbook_options(parser: argparse.ArgumentParser) -> None:
 def cmd_playbook(args: argparse.Namespace) -> int:
     run = runner.PlaybookRun(
         playbook=args.playbook, inventory=args.inventory, limit=args.limit, check=args.check,
-        forks=args.forks, extra_vars=args.extra_vars,
+        forks=args.forks, pattern=args.pattern, extra_vars=args.extra_vars,
         vault_password_file=args.vault_password_file, vault_ids=args.vault_id)
     return runner.execute(run)
 
@@ -58,4 +60,5 @@ def add_verbs(verbs: Any) -> None:
     for verb, (playbook, summary) in PLAYBOOK_VERBS.items():
         parser = verbs.add_parser(verb, help=summary)
         add_playbook_options(parser)
-        parser.set_defaults(func=cmd_playbook, playbook=playbook)
+        parser.set_defaults(func=cmd_playbook, playbook=playbook,
+                            pattern="localhost" if verb in CONTROLLER_VERBS else "all")

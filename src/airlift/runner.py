@@ -32,11 +32,23 @@ EXIT_UNREACHABLE_HOSTS = 4
 # (as does a failed role argument_specs validation).
 BAD_INPUT_TASK_FILES = ("validate_inventory.yml", "plan.yml")
 KEEP_ARTIFACTS = 10
+# Set for the host listing and the run: Ansible only warns about an inventory source that
+# does not parse, then runs on no host, or on the part that did parse, and exits 0.
+FORCED_ENV = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+              "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True"}
+# What the run gets from `environment()` (ansible-runner adds the rest of os.environ).
+PASSED_ENV = ("ANSIBLE_CONFIG", "CONTAINERS_CONF", "PATH", "ANSIBLE_HOST_KEY_CHECKING",
+              *FORCED_ENV)
 
 
 @dataclass
 class PlaybookRun:
-    """What to run: the same options ansible-playbook takes, passed through."""
+    """What to run: the same options ansible-playbook takes, passed through.
+
+    `pattern` is the host pattern the playbook's plays target, used to list the run's
+    hosts: `localhost` for a playbook that runs on the controller only (stage.yml), so
+    that its summary is about the controller, not about inventory hosts it never touches.
+    """
 
     playbook: str
     inventory: str | None = None
@@ -46,6 +58,7 @@ class PlaybookRun:
     extra_vars: Sequence[str] = ()
     vault_password_file: str | None = None
     vault_ids: Sequence[str] = ()
+    pattern: str = "all"
     run_id: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).strftime(
         "%Y%m%dT%H%M%SZ"))
 
@@ -264,26 +277,43 @@ def one_line(text: Any, limit: int = 160) -> str:
 
 
 def target_hosts(run: PlaybookRun, env: dict[str, str]) -> list[str]:
-    """Hosts the run targets (after --limit); also proves the inventory parses."""
-    args = ["ansible", "all", "--list-hosts"]
+    """Hosts the run targets (its pattern, after --limit); also proves the inventory parses.
+
+    Raises ValueError, saying what to fix, when the inventory is missing or does not
+    parse, or when no host is left to run on: Ansible would run on nothing and exit 0.
+    """
+    name = run.inventory or "of ansible.cfg"
     # Ansible only warns about a missing inventory and runs on nothing: refuse instead.
     if run.inventory and "," not in run.inventory and not (
             project_root() / run.inventory).exists():
         raise ValueError(f"inventory {run.inventory} not found (give a path to a file or "
                          "folder, or a comma-separated host list)")
-    if run.inventory:
-        args += ["-i", run.inventory]
+    inventory = ["-i", run.inventory] if run.inventory else []
+    args = ["ansible", run.pattern, "--list-hosts", *inventory]
     if run.limit:
         args += ["--limit", run.limit]
     if run.vault_password_file:
         args += ["--vault-password-file", run.vault_password_file]
     for vault_id in run.vault_ids:
         args += ["--vault-id", vault_id]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=project_root(), env=env,
-                          check=False)
-    if proc.returncode != 0:
-        raise ValueError(one_line(proc.stderr or proc.stdout, 400))
-    return [line.strip() for line in proc.stdout.splitlines()[1:] if line.strip()]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=project_root(),
+                          env={**env, **FORCED_ENV}, check=False)
+    hosts = [line.strip() for line in proc.stdout.splitlines()[1:] if line.strip()]
+    # With --limit, Ansible fails ("no hosts to target") when nothing matches.
+    if proc.returncode != 0 and not (run.limit and "no hosts" in proc.stderr):
+        # Ansible's error (which names the source) first, then its warnings' details.
+        lines = (proc.stderr or proc.stdout).splitlines()
+        errors = [line for line in lines if line.startswith("[ERROR]")]
+        raise ValueError(f"the inventory {name} does not parse: "
+                         f"{one_line(' '.join(errors + lines), 400)}")
+    if proc.returncode != 0 or not hosts:
+        graph = shlex.join(["ansible-inventory", *inventory, "--graph"])
+        if run.limit:
+            raise ValueError(f"--limit {run.limit} matches no host of the inventory {name}: "
+                             f"see its hosts and groups with `{graph}`")
+        raise ValueError(f"the inventory {name} has no host for `{run.pattern}`: add hosts "
+                         f"(see them with `{graph}`) or give another with -i")
+    return hosts
 
 
 def scrub_environment(command_file: Path) -> None:
@@ -325,25 +355,32 @@ def rotate(reports: Path, keep: int = KEEP_ARTIFACTS) -> None:
 
 
 def environment() -> dict[str, str]:
+    """The run's environment: the operator's, with the settings airlift relies on.
+
+    Host key checking stays on unless ANSIBLE_HOST_KEY_CHECKING says otherwise:
+    ansible-runner would turn it off, and the printed ansible-playbook line checks.
+    """
     env = dict(os.environ)
     env.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
     env.setdefault("CONTAINERS_CONF", str(project_root() / "lab" / "containers.conf"))
-    return env
+    env.setdefault("ANSIBLE_HOST_KEY_CHECKING", "True")
+    return {**env, **FORCED_ENV}
 
 
-def execute(run: PlaybookRun, out: IO[str] = sys.stdout,
+def execute(run: PlaybookRun, out: IO[str] | None = None,
             live: bool | None = None,
             runner: Callable[..., Any] | None = None) -> int:
-    """Run the playbook; return one of the EXIT_* codes."""
+    """Run the playbook; return one of the EXIT_* codes. `out` is sys.stdout at call time."""
     import ansible_runner
 
+    out = out or sys.stdout
     live = out.isatty() if live is None else live
     env = environment()
     out.write(f"+ {run.equivalent()}\n")
     try:
         hosts = target_hosts(run, env)
     except ValueError as exc:
-        out.write(f"airlift: the inventory does not parse: {exc}\n")
+        out.write(f"airlift: {exc}\n")
         return EXIT_BAD_INPUT
     reports = project_root() / "reports"
     artifacts = reports / run.run_id / "runner"
@@ -354,7 +391,7 @@ def execute(run: PlaybookRun, out: IO[str] = sys.stdout,
     result = (runner or ansible_runner.run)(
         private_data_dir=str(private), project_dir=str(project_root()),
         playbook=str(project_root() / run.playbook), cmdline=shlex.join(run.cmdline()),
-        envvars={**{key: env[key] for key in ("ANSIBLE_CONFIG", "CONTAINERS_CONF", "PATH")},
+        envvars={**{key: env[key] for key in PASSED_ENV},
                  # ansible-runner sets this variable, which hides ansible.cfg's
                  # callback_plugins; it appends its own folder to what is given here.
                  "ANSIBLE_CALLBACK_PLUGINS": str(project_root() / "plugins" / "callback")},
