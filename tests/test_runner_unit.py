@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import shlex
 import types
 
 import pytest
@@ -273,3 +274,24 @@ def test_controller_verbs_are_those_whose_playbooks_run_on_localhost_only():
         assert on_controller == (verb in cli_playbooks.CONTROLLER_VERBS), verb
         expected = "localhost" if on_controller else "all"
         assert cli.build_parser().parse_args([verb]).pattern == expected
+
+
+def test_every_option_is_passed_through_and_printed_as_ansible_playbook_takes_it(monkeypatch):
+    runs = []
+    monkeypatch.setattr(runner, "execute", lambda run: runs.append(run) or 0)
+    assert cli.main([
+        "rollout", "-i", "inventories/example", "--limit", "canary", "--check", "--diff",
+        "--forks", "50", "-e", "airlift_serial=1", "-e", '{"airlift_eula": "accept"}',
+        "-e", "@extra vars.yml", "--vault-password-file", "/home/op/.vault-pass",
+        "--vault-id", "prod@prompt", "--vault-id", "dev@/home/op/dev-pass"]) == 0
+    [run] = runs
+    run.run_id = "20260101T000000Z"
+    expected = ("-i inventories/example --limit canary --check --diff --forks 50 "
+                "-e airlift_serial=1 -e '{\"airlift_eula\": \"accept\"}' "
+                "-e '@extra vars.yml' --vault-password-file /home/op/.vault-pass "
+                "--vault-id prod@prompt --vault-id dev@/home/op/dev-pass "
+                "-e airlift_run_id=20260101T000000Z")
+    assert run.equivalent() == f"ansible-playbook {expected} site.yml"
+    assert run.cmdline() == shlex.split(expected)
+    short = cli.build_parser().parse_args(["preflight", "-l", "h1", "-C", "-D", "-f", "5"])
+    assert (short.limit, short.check, short.diff, short.forks) == ("h1", True, True, 5)

@@ -29,6 +29,7 @@ def add_playbook_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", help="inventory (default: ansible.cfg's)")
     parser.add_argument("-l", "--limit", help="only these hosts or groups")
     parser.add_argument("-C", "--check", action="store_true", help="change nothing")
+    parser.add_argument("-D", "--diff", action="store_true", help="show what changes")
     parser.add_argument("-f", "--forks", type=int, help="parallel hosts")
     parser.add_argument("-e", "--extra-vars", action="append", default=[],
                         help="extra variables (key=value, JSON or @file), repeatable")
@@ -39,7 +40,7 @@ def add_playbook_options(parser: argparse.ArgumentParser) -> None:
 def cmd_playbook(args: argparse.Namespace) -> int:
     run = runner.PlaybookRun(
         playbook=args.playbook, inventory=args.inventory, limit=args.limit, check=args.check,
-        forks=args.forks, pattern=args.pattern, extra_vars=args.extra_vars,
+        diff=args.diff, forks=args.forks, pattern=args.pattern, extra_vars=args.extra_vars,
         vault_password_file=args.vault_password_file, vault_ids=args.vault_id)
     return runner.execute(run)
 

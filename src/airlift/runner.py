@@ -54,6 +54,7 @@ class PlaybookRun:
     inventory: str | None = None
     limit: str | None = None
     check: bool = False
+    diff: bool = False
     forks: int | None = None
     extra_vars: Sequence[str] = ()
     vault_password_file: str | None = None
@@ -70,6 +71,8 @@ class PlaybookRun:
             args += ["--limit", self.limit]
         if self.check:
             args.append("--check")
+        if self.diff:
+            args.append("--diff")
         if self.forks:
             args += ["--forks", str(self.forks)]
         for extra in self.extra_vars:
