@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import shlex
 import types
 
@@ -295,3 +297,51 @@ def test_every_option_is_passed_through_and_printed_as_ansible_playbook_takes_it
     assert run.cmdline() == shlex.split(expected)
     short = cli.build_parser().parse_args(["preflight", "-l", "h1", "-C", "-D", "-f", "5"])
     assert (short.limit, short.check, short.diff, short.forks) == ("h1", True, True, 5)
+
+
+def test_secret_looking_extra_vars_are_redacted_in_every_form():
+    redact = runner.redact_extra_vars
+    assert redact("airlift_stage_api_key=k1 airlift_serial=2") == \
+        "airlift_stage_api_key=<redacted> airlift_serial=2"
+    assert redact("DB_PASSWORD='two words' x=\"a b\" auth_token=k2") == \
+        "DB_PASSWORD=<redacted> x=\"a b\" auth_token=<redacted>"
+    assert json.loads(redact('{"proxy": [{"name": "p", "Secret": "k3"}], "n": 1}')) == \
+        {"proxy": [{"name": "p", "Secret": "<redacted>"}], "n": 1}
+    assert redact("{api_key: k4, unclosed") == "<redacted>"
+    for kept in ("@secrets.yml", "airlift_serial=2", '{"airlift_eula": "accept"}'):
+        assert redact(kept) == kept
+    assert runner.redact_command(
+        ["ansible-playbook", "-e", "token=k5", "--extra-vars", "password=k6", "token.yml"]) \
+        == ["ansible-playbook", "-e", "token=<redacted>", "--extra-vars", "password=<redacted>",
+            "token.yml"]
+
+
+def test_secret_extra_vars_reach_the_run_but_not_its_output_or_artifacts(project):
+    key, password = "k-value-api-key", "k-value-password"
+    sha1 = {value: hashlib.sha1(value.encode()).hexdigest() for value in (key, password)}
+    (project / "play.yml").write_text(f"""
+- name: Use the secrets
+  hosts: all
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: The run got the values given on the command line
+      ansible.builtin.assert:
+        that:
+          - airlift_stage_api_key | hash('sha1') == '{sha1[key]}'
+          - proxy.password | hash('sha1') == '{sha1[password]}'
+""")
+    rc, out = execute("play.yml", runner_=None, inventory="localhost,", extra_vars=[
+        f"airlift_stage_api_key={key} airlift_serial=1", json.dumps({"proxy": {
+            "password": password}})])
+    assert rc == runner.EXIT_OK, out
+    assert out.startswith("+ ansible-playbook -i localhost, -e 'airlift_stage_api_key=<redacted> "
+                          "airlift_serial=1' -e '{\"proxy\": {\"password\": \"<redacted>\"}}' ")
+    files = [path for path in (project / "reports").rglob("*") if path.is_file()]
+    assert len(files) > 5
+    for path in [*files]:
+        assert b"k-value" not in path.read_bytes(), path
+    assert "k-value" not in out
+    [command] = (project / "reports").rglob("command")
+    assert "airlift_stage_api_key=<redacted> airlift_serial=1" in \
+        json.loads(command.read_text())["command"]

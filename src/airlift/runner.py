@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -20,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+import yaml
 
 from airlift.paths import project_root
 
@@ -32,6 +35,12 @@ EXIT_UNREACHABLE_HOSTS = 4
 # (as does a failed role argument_specs validation).
 BAD_INPUT_TASK_FILES = ("validate_inventory.yml", "plan.yml")
 KEEP_ARTIFACTS = 10
+# Extra variables whose names look like these hold secrets: their values are redacted from
+# the printed command line and from the runner's `command` artifact.
+SECRET_NAME = re.compile(r"api_?key|password|passwd|passphrase|secret|token|credential",
+                         re.IGNORECASE)
+REDACTED = "<redacted>"
+KEY_VALUE = re.compile(r"""(?P<key>[^\s=]+)=(?P<value>"(?:\\.|[^"\\])*"|'[^']*'|\S*)""")
 # Set for the host listing and the run: Ansible only warns about an inventory source that
 # does not parse, then runs on no host, or on the part that did parse, and exits 0.
 FORCED_ENV = {"ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
@@ -63,7 +72,8 @@ class PlaybookRun:
     run_id: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).strftime(
         "%Y%m%dT%H%M%SZ"))
 
-    def cmdline(self) -> list[str]:
+    def cmdline(self, redact: bool = False) -> list[str]:
+        """ansible-playbook's options; `redact` hides secret-looking extra variables."""
         args: list[str] = []
         if self.inventory:
             args += ["-i", self.inventory]
@@ -76,7 +86,7 @@ class PlaybookRun:
         if self.forks:
             args += ["--forks", str(self.forks)]
         for extra in self.extra_vars:
-            args += ["-e", extra]
+            args += ["-e", redact_extra_vars(extra) if redact else extra]
         if self.vault_password_file:
             args += ["--vault-password-file", self.vault_password_file]
         for vault_id in self.vault_ids:
@@ -86,7 +96,46 @@ class PlaybookRun:
         return args
 
     def equivalent(self) -> str:
-        return shlex.join(["ansible-playbook", *self.cmdline(), self.playbook])
+        """The line printed before the run, to be read or copied: an extra variable that
+        looks secret shows as <redacted> (put the value back, or use a vaulted file)."""
+        return shlex.join(["ansible-playbook", *self.cmdline(redact=True), self.playbook])
+
+
+def redact_extra_vars(text: str) -> str:
+    """One -e argument with the values of secret-looking variables replaced.
+
+    `key=value` pairs are redacted in place; JSON or YAML (Ansible reads an argument that
+    starts with `{` or `[` so) is printed back as JSON, redacted at any depth; `@file`
+    is kept (its content is not on the command line). An argument that names a secret
+    but is neither is hidden whole: Ansible will refuse it anyway.
+    """
+    if text.startswith("@") or not SECRET_NAME.search(text):
+        return text
+    if text[:1] in ("{", "["):
+        try:
+            return json.dumps(redact_values(yaml.safe_load(text)), default=str)
+        except yaml.YAMLError:
+            return REDACTED
+    if not KEY_VALUE.search(text):
+        return REDACTED
+    return KEY_VALUE.sub(lambda match: f"{match['key']}={REDACTED}"
+                         if SECRET_NAME.search(match["key"]) else match[0], text)
+
+
+def redact_values(value: Any) -> Any:
+    """The value with every entry whose key looks secret replaced, at any depth."""
+    if isinstance(value, dict):
+        return {key: REDACTED if SECRET_NAME.search(str(key)) else redact_values(item)
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_values(item) for item in value]
+    return value
+
+
+def redact_command(command: list[str]) -> list[str]:
+    """A recorded command line with every -e argument redacted."""
+    return [redact_extra_vars(arg) if before in ("-e", "--extra-vars") else arg
+            for before, arg in zip(["", *command], command, strict=False)]
 
 
 @dataclass
@@ -319,18 +368,23 @@ def target_hosts(run: PlaybookRun, env: dict[str, str]) -> list[str]:
     return hosts
 
 
-def scrub_environment(command_file: Path) -> None:
-    """ansible-runner records the whole environment of the run (AIRLIFT_API_KEY too) in
-    its `command` artifact; keep the command and the variables' names only."""
+def scrub_command(command_file: Path) -> None:
+    """ansible-runner records the whole environment of the run (AIRLIFT_API_KEY too) and
+    the command line (secrets given with -e too) in its `command` artifact: keep the
+    variables' names only, and the command with secret-looking extra variables redacted."""
     try:
         record = json.loads(command_file.read_text())
     except (OSError, ValueError):
         return
-    if "env" not in record:
+    scrubbed = dict(record)
+    if isinstance(record.get("command"), list):
+        scrubbed["command"] = redact_command(record["command"])
+    if "env" in record:
+        scrubbed["env_names"] = sorted(scrubbed.pop("env") or {})
+    if scrubbed == record:
         return
-    record["env_names"] = sorted(record.pop("env") or {})
     partial = command_file.with_suffix(".partial")
-    partial.write_text(json.dumps(record))
+    partial.write_text(json.dumps(scrubbed))
     partial.chmod(0o600)
     partial.replace(command_file)
 
@@ -343,7 +397,7 @@ def scrubbing(handler: Callable[[dict[str, Any]], bool],
     def handle(event: dict[str, Any]) -> bool:
         nonlocal done
         if not done:
-            scrub_environment(command_file)
+            scrub_command(command_file)
             done = True
         return handler(event)
 
@@ -402,7 +456,7 @@ def execute(run: PlaybookRun, out: IO[str] | None = None,
         suppress_env_files=True,
         event_handler=scrubbing(progress.handle, artifacts / "events" / "command"))
     shutil.rmtree(private, ignore_errors=True)
-    scrub_environment(artifacts / "events" / "command")
+    scrub_command(artifacts / "events" / "command")
     rotate(reports)
     for line in progress.summary():
         out.write(line + "\n")
