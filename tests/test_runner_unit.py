@@ -307,7 +307,9 @@ def test_secret_looking_extra_vars_are_redacted_in_every_form():
         "DB_PASSWORD=<redacted> x=\"a b\" auth_token=<redacted>"
     assert json.loads(redact('{"proxy": [{"name": "p", "Secret": "k3"}], "n": 1}')) == \
         {"proxy": [{"name": "p", "Secret": "<redacted>"}], "n": 1}
-    assert redact("{api_key: k4, unclosed") == "<redacted>"
+    assert redact("proxy='{\"password\": \"k4 k4\"}' n=1") == "proxy=<redacted> n=1"
+    for malformed in ("{api_key: k4, unclosed", "api_key = k4", "n=1 api_key k4"):
+        assert redact(malformed) == "<redacted>"
     for kept in ("@secrets.yml", "airlift_serial=2", '{"airlift_eula": "accept"}'):
         assert redact(kept) == kept
     assert runner.redact_command(

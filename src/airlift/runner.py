@@ -104,10 +104,11 @@ class PlaybookRun:
 def redact_extra_vars(text: str) -> str:
     """One -e argument with the values of secret-looking variables replaced.
 
-    `key=value` pairs are redacted in place; JSON or YAML (Ansible reads an argument that
-    starts with `{` or `[` so) is printed back as JSON, redacted at any depth; `@file`
-    is kept (its content is not on the command line). An argument that names a secret
-    but is neither is hidden whole: Ansible will refuse it anyway.
+    `key=value` pairs whose key or value names a secret are redacted in place; JSON or
+    YAML (Ansible reads an argument that starts with `{` or `[` so) is printed back as
+    JSON, redacted at any depth; `@file` is kept (its content is not on the command
+    line). An argument that names a secret outside of these forms is hidden whole:
+    Ansible refuses it anyway. Only what is shown and recorded is redacted, not the run.
     """
     if text.startswith("@") or not SECRET_NAME.search(text):
         return text
@@ -116,10 +117,10 @@ def redact_extra_vars(text: str) -> str:
             return json.dumps(redact_values(yaml.safe_load(text)), default=str)
         except yaml.YAMLError:
             return REDACTED
-    if not KEY_VALUE.search(text):
+    if SECRET_NAME.search(KEY_VALUE.sub("", text)):
         return REDACTED
     return KEY_VALUE.sub(lambda match: f"{match['key']}={REDACTED}"
-                         if SECRET_NAME.search(match["key"]) else match[0], text)
+                         if SECRET_NAME.search(match[0]) else match[0], text)
 
 
 def redact_values(value: Any) -> Any:
