@@ -141,6 +141,8 @@ def redact_command(command: list[str]) -> list[str]:
 
 @dataclass
 class HostState:
+    """One host's row in the summary: counts from the closing stats, the first reason."""
+
     ok: int = 0
     changed: int = 0
     failed: int = 0
@@ -190,10 +192,6 @@ class Progress:
         self.bad_input = ""
         self.report_lines: list[str] = []
 
-    @property
-    def total(self) -> int:
-        return len(self.hosts)
-
     def host(self, name: str) -> HostState:
         """A host's state; one outside the targeted hosts is kept apart (see `table`)."""
         if name in self.hosts:
@@ -201,6 +199,7 @@ class Progress:
         return self.others.setdefault(name, HostState())
 
     def ran(self, name: str) -> HostState:
+        """A host's state, marked as having run: an event or the stats named it."""
         state = self.host(name)
         state.ran = True
         self.targeted_ran = self.targeted_ran or name in self.hosts
@@ -288,8 +287,10 @@ class Progress:
 
     def draw(self, force: bool = False) -> None:
         """Redraw the terminal's line (at most every REDRAW_SECONDS unless forced)."""
+        if not self.live:
+            return
         now = time.monotonic()
-        if self.live and (force or now - self.drawn_at >= REDRAW_SECONDS):
+        if force or now - self.drawn_at >= REDRAW_SECONDS:
             self.drawn_at = now
             width = shutil.get_terminal_size((100, 20)).columns
             self.out.write("\r\033[K" + self.line()[: width - 1])
