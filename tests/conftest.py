@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 sys.path.insert(0, str(ROOT / "lab" / "simulator"))
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "lab" / "containers.conf"))
+# inventories/example has a vaulted placeholder; its password file is public, example only.
+EXAMPLE_VAULT = ["--vault-password-file", "inventories/example/vault-password.example.txt"]
 
 
 def run_playbook(playbook: str, *args: str, inventory: str = "inventories/lab",

@@ -143,6 +143,25 @@ def test_cli_keygen_sign_verify(tmp_path, signed, keys):
     assert "unlisted extra file: stray" in bad.stdout
 
 
+def test_top_level_verify_is_bundle_verify(signed, keys, tmp_path):
+    """`airlift verify` is the bastion's first step: the same command, the same exit codes."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}   # its hash cache
+
+    def verify(*args):
+        return subprocess.run([sys.executable, "-m", "airlift.cli", *args, str(signed),
+                               "--public-key", str(keys[1])], capture_output=True, text=True,
+                              env=env, check=False)
+
+    top, nested = verify("verify"), verify("bundle", "verify")
+    assert (top.returncode, nested.returncode) == (0, 0), top.stderr
+    assert top.stdout == nested.stdout and f"bundle {signed} is intact" in top.stdout
+    (signed / "licenses" / "sim-read" / "read.license").write_text('{"expires": "2099"}\n')
+    top, nested = verify("verify"), verify("bundle", "verify")
+    assert (top.returncode, nested.returncode) == (1, 1)
+    assert top.stdout == nested.stdout
+    assert "NOT intact" in top.stdout and "licenses/sim-read/read.license" in top.stdout
+
+
 def test_hash_cache_skips_unchanged_files_but_catches_any_rewrite(signed, keys, tmp_path,
                                                                   monkeypatch):
     cache = tmp_path / "cache.json"

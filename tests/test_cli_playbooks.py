@@ -63,7 +63,7 @@ def test_success_prints_the_equivalent_command_progress_and_summary(fleet):
     assert out.startswith(f"+ ansible-playbook --limit {','.join(fleet)} -e airlift_run_id=")
     assert out.splitlines()[0].endswith(" playbooks/preflight.yml")
     assert "\r" not in out                                 # piped: plain lines
-    assert "[2 host(s): 0 failed, 0 unreachable] Check " in out
+    assert " 0 failed, 0 unreachable of 2] Check " in out  # one line per task as it ends
     assert "2 ok, 0 failed, 0 unreachable of 2 host(s)" in out
     events = os.path.join(artifacts_of(out), "job_events")
     assert len(os.listdir(events)) > 10
@@ -102,7 +102,7 @@ def test_unreachable_host_exits_4_and_is_listed(fleet):
 def test_terminal_gets_one_progress_line_rewritten_in_place(fleet):
     rc, out = airlift_in_a_terminal("preflight", "--limit", fleet[0], "--check")
     assert rc == 0, out[-3000:]
-    assert "\r\033[K[1 host(s): 0 failed, 0 unreachable] " in out
+    assert "\r\033[K[0 done, 0 failed, 0 unreachable of 1] " in out
     assert "1 ok, 0 failed, 0 unreachable of 1 host(s)" in out
 
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import EXAMPLE_VAULT, ROOT
 
 from airlift.units import to_mb
 
@@ -17,7 +17,7 @@ from airlift.units import to_mb
 def rendered(tmp_path_factory):
     out = tmp_path_factory.mktemp("rendered")
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
-    proc = subprocess.run(["ansible-playbook", "-i", "inventories/example",
+    proc = subprocess.run(["ansible-playbook", "-i", "inventories/example", *EXAMPLE_VAULT,
                            "playbooks/render.yml", "-e", f"airlift_render_dir={out}"],
                           capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:]
@@ -63,7 +63,7 @@ def rendered_pair(tmp_path_factory):
     services = [{"name": "custom", "catalog": "di-custom-template", "port": 5011},
                 {"name": "layout", "catalog": "di-layout", "port": 5010}]
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
-    proc = subprocess.run(["ansible-playbook", "-i", "inventories/example",
+    proc = subprocess.run(["ansible-playbook", "-i", "inventories/example", *EXAMPLE_VAULT,
                            "playbooks/render.yml", "--limit", "north-ai-02.enclave.local",
                            "-e", f"airlift_render_dir={out}",
                            "-e", json.dumps({"airlift_services": services})],

@@ -22,12 +22,15 @@ PLAYBOOK_VERBS = {
     "collect": ("playbooks/collect_usage.yml", "collect usage and the raw records"),
     "rotate": ("playbooks/rotate.yml", "new images and licenses host by host, with rollback"),
 }
+# Verbs whose playbook runs on the controller only: their run targets `localhost`.
+CONTROLLER_VERBS = {"stage"}
 
 
 def add_playbook_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-i", "--inventory", help="inventory (default: ansible.cfg's)")
     parser.add_argument("-l", "--limit", help="only these hosts or groups")
     parser.add_argument("-C", "--check", action="store_true", help="change nothing")
+    parser.add_argument("-D", "--diff", action="store_true", help="show what changes")
     parser.add_argument("-f", "--forks", type=int, help="parallel hosts")
     parser.add_argument("-e", "--extra-vars", action="append", default=[],
                         help="extra variables (key=value, JSON or @file), repeatable")
@@ -38,7 +41,7 @@ def add_playbook_options(parser: argparse.ArgumentParser) -> None:
 def cmd_playbook(args: argparse.Namespace) -> int:
     run = runner.PlaybookRun(
         playbook=args.playbook, inventory=args.inventory, limit=args.limit, check=args.check,
-        forks=args.forks, extra_vars=args.extra_vars,
+        diff=args.diff, forks=args.forks, pattern=args.pattern, extra_vars=args.extra_vars,
         vault_password_file=args.vault_password_file, vault_ids=args.vault_id)
     return runner.execute(run)
 
@@ -59,4 +62,5 @@ def add_verbs(verbs: Any) -> None:
     for verb, (playbook, summary) in PLAYBOOK_VERBS.items():
         parser = verbs.add_parser(verb, help=summary)
         add_playbook_options(parser)
-        parser.set_defaults(func=cmd_playbook, playbook=playbook)
+        parser.set_defaults(func=cmd_playbook, playbook=playbook,
+                            pattern="localhost" if verb in CONTROLLER_VERBS else "all")
