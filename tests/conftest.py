@@ -28,6 +28,12 @@ def run_playbook(playbook: str, *args: str, inventory: str = "inventories/lab",
                           capture_output=True, text=True, cwd=ROOT, env=env, check=False)
 
 
+def flat(text: str) -> str:
+    """Output with runs of whitespace as one space: Ansible's YAML results fold long
+    messages across lines."""
+    return " ".join(text.split())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

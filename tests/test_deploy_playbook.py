@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import run_playbook
+from conftest import flat, run_playbook
 
 from airlift import lab, podman
 
@@ -140,10 +140,10 @@ def test_verify_passes_on_a_deployed_host_and_names_each_drift(fleet):
     try:
         proc = run("playbooks/verify.yml", "--limit", host)
         assert proc.returncode != 0
-        assert "airlift-sentiment.service is inactive, not active" in proc.stdout
-        assert f"airlift-read's license file {license_file} is not the one its unit" in (
-            proc.stdout)
-        assert "airlift-read does not answer" not in proc.stdout  # read still runs
+        out = flat(proc.stdout)
+        assert "airlift-sentiment.service is inactive, not active" in out
+        assert f"the license file of airlift-read, {license_file}, is not the one its unit" in out
+        assert "airlift-read does not answer" not in out  # read still runs
     finally:
         on(host, "mv", "/root/license.orig", license_file)
         assert run("playbooks/distribute.yml", "--limit", host).returncode == 0
@@ -159,7 +159,7 @@ def test_missing_read_only_mount_is_refused_before_any_unit_changes(fleet):
     proc = run("playbooks/deploy.yml", "--limit", host, "-e", models)
     assert proc.returncode != 0
     assert ("/var/lib/airlift/mounts/models (mounted read-only into read) is not a folder on "
-            "this host") in proc.stdout
+            "this host") in flat(proc.stdout)
     assert on(host, "stat", "-c", "%Y", "/etc/systemd/system/airlift-read.service") == before
     on(host, "mkdir", "-p", "/var/lib/airlift/mounts/models")
     try:
@@ -189,8 +189,8 @@ def test_port_taken_by_another_program_stops_the_rollout_before_any_unit(fleet):
             time.sleep(0.5)
         proc = run("site.yml", "--limit", host, "-e", extra)
         assert proc.returncode != 0
-        assert "host.ports [second]: expected port 5002 free, observed port 5002 in use" in (
-            proc.stdout)
+        assert ("host.ports [second]: expected port 5002 free, observed port 5002 in use"
+                in flat(proc.stdout))
         assert on(host, "test", "-e", "/etc/systemd/system/airlift-second.service",
                   check=False) == ""
         assert "airlift-second" not in on(host, "podman", "ps", "--format", "{{.Names}}")

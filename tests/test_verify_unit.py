@@ -38,6 +38,6 @@ def test_each_drift_names_its_fix():
 
 def test_a_missing_license_file_is_a_problem():
     problems = service_problems(UNIT, {**GOOD, "license_file": None, "license_sha256": None})
-    assert problems == ["airlift-read's license file (none) is not the one its unit was "
+    assert problems == ["the license file of airlift-read, (none), is not the one its unit was "
                         "started with (run playbooks/distribute.yml, then "
                         "playbooks/deploy.yml)"]

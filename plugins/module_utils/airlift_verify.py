@@ -27,9 +27,9 @@ def service_problems(unit: dict[str, Any], seen: dict[str, Any]) -> list[str]:
                         "its unit pins (restart it: systemctl restart "
                         f"{name}.service)")
     if seen.get("license_sha256") != unit["license_sha256"]:
-        problems.append(f"{name}'s license file {seen.get('license_file') or '(none)'} is not "
-                        "the one its unit was started with (run playbooks/distribute.yml, "
-                        "then playbooks/deploy.yml)")
+        found = seen.get("license_file") or "(none)"
+        problems.append(f"the license file of {name}, {found}, is not the one its unit was "
+                        "started with (run playbooks/distribute.yml, then playbooks/deploy.yml)")
     if seen.get("active") == "active" and seen.get("ready") != 200:
         problems.append(f"{name} does not answer /ready on port {unit['port']} "
                         f"({seen.get('ready_error') or seen.get('ready')})")
