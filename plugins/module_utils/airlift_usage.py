@@ -142,8 +142,10 @@ def orphan_output_dirs(output_root: str, services: list[dict],
     current = {_same_path(service["output_dir"]) for service in services
                if service.get("output_dir")}
     current.update(_same_path(path) for path in keep_out)
+    # lost+found: the output root may be a filesystem of its own (evidence retention).
     return [(entry.name, entry.path) for entry in entries
-            if entry.is_dir(follow_symlinks=False) and _same_path(entry.path) not in current]
+            if entry.is_dir(follow_symlinks=False) and entry.name != "lost+found"
+            and _same_path(entry.path) not in current]
 
 
 def collect_removed(output_root: str, services: list[dict], keep_out: list[str],

@@ -125,6 +125,15 @@ def unit_active(name: str) -> bool:
     return proc.stdout.strip() == "active"
 
 
+def extra_mounts(service: dict) -> list[str]:
+    """The catalog's extra mounts as deploy recorded them (e.g. Shared, models)."""
+    out = []
+    for mount in service.get("mounts") or []:
+        suffix = ":ro" if mount.get("read_only") else ""
+        out += ["--volume", f"{mount['source']}:{mount['target']}{suffix}"]
+    return out
+
+
 def temporary_run(module: AnsibleModule, service: dict, port: int) -> list[str]:
     params = module.params
     settings = [f"{key}={value}"
@@ -134,6 +143,7 @@ def temporary_run(module: AnsibleModule, service: dict, port: int) -> list[str]:
             "--publish", f"127.0.0.1:{port}:5000",
             "--volume", f"{service['license_dir']}:/license:ro",
             "--volume", f"{service['output_dir']}:/output",
+            *extra_mounts(service),
             *params["run_options"], service["image_id"],
             f"Eula={params['eula']}", "Mounts:License=/license", "Mounts:Output=/output", *settings]
 
