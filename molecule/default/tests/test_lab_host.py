@@ -163,6 +163,17 @@ def test_dependent_service_answers_through_what_it_needs(host):
     assert "Requires=airlift-layout.service" in unit and "After=airlift-layout.service" in unit
 
 
+def test_document_intelligence_pair_shares_one_shared_folder(host):
+    shared = host.file("/var/lib/airlift/mounts/shared")
+    assert shared.is_directory and shared.mode == 0o750
+    for name in ("layout", "custom"):
+        mounts = host.check_output("podman inspect --format '{{range .Mounts}}"
+                                   "{{.Destination}}={{.Source}} {{end}}' airlift-%s", name)
+        assert "/shared=/var/lib/airlift/mounts/shared" in mounts.split()
+        unit = host.file(f"/etc/systemd/system/airlift-{name}.service").content_string
+        assert '"Mounts:Shared=/shared"' in unit and '"SharedRootFolder=/shared"' in unit
+
+
 def test_service_ports_are_not_reachable_beyond_loopback(host):
     # 10.88.0.1 is the host's own address on its container bridge: a neighbour's view.
     probe = ("import socket,sys\ntry:\n socket.create_connection(('10.88.0.1', int(sys.argv[1])),"
