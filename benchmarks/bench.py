@@ -709,6 +709,8 @@ def main() -> None:
                         help="fleet-scaling: fleet sizes, smallest first (hosts are reused)")
     parser.add_argument("--no-scaling-naive", dest="scaling_naive", action="store_false",
                         help="fleet-scaling without the naive converged run beside airlift's")
+    parser.add_argument("--label", help="write results/<date>-LABEL.{json,md} instead of "
+                        "results/<date>.{json,md} (a measurement beside the full run)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="converged: runs per side, alternating; the median is reported")
     args = parser.parse_args()
@@ -719,7 +721,8 @@ def main() -> None:
         parser.error(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(BENCHES)}")
     today = dt.date.today().isoformat()
     folder = ROOT / "benchmarks" / "results"
-    path = folder / f"{today}.json"
+    stem = f"{today}-{args.label}" if args.label else today
+    path = folder / f"{stem}.json"
     # Benchmarks run separately on one day add up in that day's file.
     earlier = json.loads(path.read_text()) if path.exists() else {}
     results: dict[str, Any] = {"date": today, "machine": machine(),
@@ -729,7 +732,7 @@ def main() -> None:
 
     def save() -> None:
         path.write_text(json.dumps(results, indent=2, default=str))
-        (folder / f"{today}.md").write_text(markdown(results))
+        (folder / f"{stem}.md").write_text(markdown(results))
 
     try:
         for name in args.names or list(BENCHES):
