@@ -147,3 +147,34 @@ def test_health_reads_only_and_names_a_stopped_service(fleet):
     assert proc.returncode == 3, proc.stdout[-3000:]
     row = next(line for line in proc.stdout.splitlines() if line.startswith(fleet[0]))
     assert row.split()[1] == "failed" and "airlift-sentiment.service is inactive" in row
+
+
+def test_rotate_with_the_bundle_already_running_changes_nothing(fleet):
+    # The first rotation saves each host's rollback point; the next one has nothing to do.
+    first = airlift("rotate", "--limit", ",".join(fleet))
+    assert first.returncode == 0, first.stdout[-3000:]
+    proc = airlift("rotate", "--limit", ",".join(fleet))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert proc.stdout.splitlines()[0].endswith(" playbooks/rotate.yml")
+    assert "2 ok, 0 failed, 0 unreachable of 2 host(s)" in proc.stdout
+    rows = [line.split() for line in proc.stdout.splitlines()
+            if line.startswith(tuple(fleet))]
+    # host, status, ok, changed: a rotation to what already runs changes no host.
+    assert sorted(row[0] for row in rows) == sorted(fleet)
+    assert all(row[3] == "0" for row in rows), rows
+
+
+def test_certificates_issues_once_then_keeps_what_is_valid(fleet, tmp_path):
+    door = ["--limit", fleet[0], "-e", json.dumps({
+        "airlift_frontdoor_enabled": True, "airlift_frontdoor_ca_dir": str(tmp_path / "ca")})]
+    first = airlift("certificates", *door)
+    assert first.returncode == 0, first.stdout[-3000:]
+    certificate = tmp_path / "ca" / "hosts" / fleet[0] / "server.crt"
+    assert certificate.is_file()
+    issued = certificate.read_bytes()
+    again = airlift("certificates", *door)
+    assert again.returncode == 0, again.stdout[-3000:]
+    row = next(line.split() for line in again.stdout.splitlines()
+               if line.startswith(fleet[0]))
+    assert row[1] == "ok" and row[3] == "0", row
+    assert certificate.read_bytes() == issued
