@@ -486,7 +486,9 @@ def usage_summary(run_dir: Path) -> list[str]:
     service_problems = [(host["host"], service["name"], service["error"])
                         for host in hosts if host["status"] == "reported"
                         for service in host.get("services") or [] if "error" in service]
-    return usage.summary_lines(report, [str(path)], problems, service_problems)
+    page = path.with_name("usage-report.html")
+    paths = [str(path), *([str(page)] if page.exists() else [])]
+    return usage.summary_lines(report, paths, problems, service_problems)
 
 
 def exit_code(progress: Progress, rc: int) -> int:
