@@ -175,8 +175,8 @@ def test_usage_page_is_small_offline_and_prints_whole(usage):
 
 
 def test_merged_report_keeps_sites_and_names_its_inputs(usage, tmp_path):
-    hosts, report, _, dest = usage
-    header, _, lines = merge([dest], tmp_path / "merged")
+    _, report, _, dest = usage
+    _, _, lines = merge([dest], tmp_path / "merged")
     merged = json.loads((tmp_path / "merged" / "usage-report.json").read_text())
     assert [e.get("site") for e in merged["hosts"]] == [e["site"] for e in report["hosts"]]
     assert merged["run"]["merged_from"][0]["inventory"] == ["inventories/example"]
@@ -195,6 +195,9 @@ def test_compliance_summary_equals_the_json(preflight):
     assert {key: number(fleet[key]) for key in ("hosts", "passed", "failed", "unreported")} \
         == {"hosts": hosts, "passed": summary["hosts"]["PASS"],
             "failed": summary["hosts"]["FAIL"], "unreported": summary["hosts"]["UNREPORTED"]}
+    [total] = table_rows(html, "checks-total")
+    assert {status: number(total[status]) for status in summary["checks"]} \
+        == summary["checks"]
     checks = {row["check"]: row for row in table_rows(html, "checks-summary")}
     assert {status: number(checks["all checks"][status]) for status in summary["checks"]} \
         == summary["checks"]

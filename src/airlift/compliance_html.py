@@ -139,9 +139,11 @@ class CompliancePage:
         out.write("<h1>airlift preflight compliance</h1>\n"
                   + provenance(self.generated, self.run_id, self.inventory))
         out.write(self._banner())
-        out.write(self._summary())
+        fleet, per_check = self._summary()
+        out.write(fleet)
         out.write(self._failures())
         out.write(self._waivers(today))
+        out.write(per_check)
         out.write(self._matrix_head())
         self._rows.seek(0)
         shutil.copyfileobj(self._rows, out)
@@ -158,7 +160,8 @@ class CompliancePage:
                 f"failed, {missing} did not report. Fix the failures below and run "
                 "preflight again.</p>\n")
 
-    def _summary(self) -> str:
+    def _summary(self) -> tuple[str, str]:
+        """The fleet's counts (top of the page) and the counts per check (further down)."""
         hosts = "".join(f"<td class='n{' ' + s if self.hosts[s] and s != PASS else ''}'>"
                         f"{self.hosts[s]:,}</td>" for s in (PASS, FAIL, UNREPORTED))
         checks = "".join(f"<td class=n><b>{self.checks[s]:,}</b></td>"
@@ -170,12 +173,15 @@ class CompliancePage:
                             f"{counts.get(s, 0):,}</td>" for s in (PASS, FAIL, WARN, WAIVED))
             rows.append(f"<tr><td>{e(check)}</td><td>{e(self.titles.get(check, ''))}</td>"
                         f"{cells}</tr>\n")
+        heads = "<th class=n>PASS</th><th class=n>FAIL</th><th class=n>WARN</th>" \
+                "<th class=n>WAIVED</th>"
         return ("<h2>Fleet summary</h2>\n<table id=hosts-summary><thead><tr><th>hosts</th>"
                 "<th class=n>passed</th><th class=n>failed</th><th class=n>unreported</th>"
                 f"</tr></thead><tbody><tr><td>{sum(self.hosts.values()):,}</td>{hosts}</tr>"
-                "</tbody></table>\n<table id=checks-summary><thead><tr><th>check</th>"
-                "<th>what it checks</th><th class=n>PASS</th><th class=n>FAIL</th>"
-                "<th class=n>WARN</th><th class=n>WAIVED</th></tr></thead><tbody>"
+                f"</tbody></table>\n<table id=checks-total><thead><tr><th>checks</th>{heads}"
+                f"</tr></thead><tbody><tr><td>all hosts</td>{checks}</tr></tbody></table>\n",
+                "<h2>Checks by status</h2>\n<table id=checks-summary><thead><tr><th>check</th>"
+                f"<th>what it checks</th>{heads}</tr></thead><tbody>"
                 f"<tr><td><b>all checks</b></td><td></td>{checks}</tr>\n"
                 + "".join(rows) + "</tbody></table>\n")
 
