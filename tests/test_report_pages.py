@@ -159,8 +159,10 @@ def test_usage_per_site_figures_add_up_to_the_fleet(usage):
             assert sum(x or 0 for x in at) == values["all_time"]
     hosts_table = table_rows(html, "hosts")
     assert len(hosts_table) == hosts
-    assert [(row["host"], row["site"]) for row in hosts_table] == [
-        (entry["host"], entry["site"]) for entry in report["hosts"]]
+    assert [(row["host"], row["site"], row["status"]) for row in hosts_table] == [
+        (entry["host"], entry["site"], "partial" if any(
+            "error" in svc for svc in entry.get("services") or []) else entry["status"])
+        for entry in report["hosts"]]
 
 
 def test_usage_page_is_small_offline_and_prints_whole(usage):

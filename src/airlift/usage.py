@@ -218,6 +218,11 @@ class UsageAggregator:
             self._expected = set()
         self._expected.update(sys.intern(host) for host in hosts)
 
+    @property
+    def has_sites(self) -> bool:
+        """Whether any host's site is known (the report then groups by site)."""
+        return bool(self._sites)
+
     def set_site(self, host: str, site: object) -> None:
         """The host's site (an inventory group such as site_north): the report groups by it."""
         if isinstance(site, str) and site:

@@ -116,7 +116,7 @@ class _Pass:
         self.sites: dict[str, dict[str, Any]] = {}   # site -> counts and figures
         for entry in agg.iter_hosts():
             self._host(entry, month)
-            rows.write(_host_row(entry))
+            rows.write(_host_row(entry, agg.has_sites))
 
     def _host(self, entry: Mapping[str, Any], month: str) -> None:
         host, status = entry["host"], entry["status"]
@@ -149,7 +149,7 @@ class _Pass:
                     heapq.heappushpop(heap, (quantity, host))
 
 
-def _host_row(entry: Mapping[str, Any]) -> str:
+def _host_row(entry: Mapping[str, Any], with_site: bool) -> str:
     status = entry["status"]
     if status != REPORTED:
         detail = _e(entry["reason"])
@@ -171,7 +171,8 @@ def _host_row(entry: Mapping[str, Any]) -> str:
         detail = "<br>".join(lines)
     shown = "partial" if status == REPORTED and any(
         "error" in svc for svc in entry["services"]) else status
-    return (f"<tr><td>{_e(entry['host'])}</td><td>{_e(entry.get('site') or '')}</td>"
+    site = f"<td>{_e(entry.get('site') or '')}</td>" if with_site else ""
+    return (f"<tr><td>{_e(entry['host'])}</td>{site}"
             f"<td class={shown}>{shown}</td>"
             f"<td>{_e(entry.get('collected_at') or '')}</td><td>{detail}</td></tr>\n")
 
@@ -401,8 +402,9 @@ def write_html(agg: UsageAggregator, header: Mapping[str, Any], path: Path) -> N
         out.write(_sites(header, seen, month))
         out.write(_commitments(header))
         out.write(_detail(header, seen))
-        out.write("<h2>Hosts</h2>\n<table id=hosts><thead><tr><th>host</th><th>site</th>"
-                  "<th>status</th><th>collected</th><th>services (collected via): all-time "
+        out.write("<h2>Hosts</h2>\n<table id=hosts><thead><tr><th>host</th>"
+                  + ("<th>site</th>" if agg.has_sites else "")
+                  + "<th>status</th><th>collected</th><th>services (collected via): all-time "
                   "figures, or reason</th></tr></thead><tbody>\n")
         rows.seek(0)
         shutil.copyfileobj(rows, out)
