@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT
+from usage_page import table_rows
 
 from airlift import lab
 
@@ -49,6 +50,21 @@ def test_sixteen_cores_on_this_machine_fails_with_expected_and_observed(tmp_path
     assert cores["expected"] == "16"
     assert cores["observed"] == f"{len(os.sched_getaffinity(0))}"
     assert "host.cores [host]: expected 16, observed" in proc.stdout
+    # The page for a person: the failure with its host and fix, the waiver, the inventory.
+    page = latest_report(tmp_path / "reports") / "compliance.html"
+    assert f"open in a browser: {page}" in proc.stdout
+    html = page.read_text()
+    [failure] = [row for row in table_rows(html, "failures")
+                 if row["check"].startswith("host.cores")]
+    assert failure["hosts"] == "1 host(s): localhost"
+    assert failure["fix"] == cores["message"] and "expected 16" in failure["expected / observed"]
+    clock = next(r for r in report["hosts"]["localhost"]["results"]
+                 if r["id"] == "host.cpu_clock")
+    waivers = [(row["check"], row["justification"], row["expires"])
+               for row in table_rows(html, "waivers")]
+    assert waivers == ([("host.cpu_clock", CLOCK_WAIVER["justification"],
+                         CLOCK_WAIVER["expires"])] if clock["status"] == "WAIVED" else [])
+    assert "inventory localhost," in " ".join(html.split())
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +112,11 @@ class TestLabFleet:
         assert failures == ["host.cores [host]"]
         markdown = (folder / "compliance.md").read_text()
         assert f"{hosts[1]}: host.cores [host] expected 8, observed 2" in markdown
+        html = (folder / "compliance.html").read_text()
+        assert [(row["check"].split()[0], row["hosts"]) for row in
+                table_rows(html, "failures")] == [("host.cores", f"1 host(s): {hosts[1]}")]
+        [fleet] = table_rows(html, "hosts-summary")
+        assert (fleet["passed"], fleet["failed"], fleet["unreported"]) == ("1", "1", "0")
         # The failing host stopped itself only.
         assert recap(proc.stdout, hosts[0])["failed"] == 0
         assert recap(proc.stdout, hosts[1])["failed"] == 1

@@ -7,6 +7,7 @@ import io
 import json
 import shlex
 import types
+from pathlib import Path
 
 import pytest
 import yaml
@@ -143,9 +144,11 @@ def test_exit_codes_tell_bad_input_failed_unreachable_and_ok_apart():
 def test_usage_report_lines_are_passed_on():
     progress = runner.Progress(["h1"], io.StringIO(), live=False)
     progress.handle({"event": "verbose", "stdout": "airlift usage: 1 of 1 host(s) reported\n"
-                     "  report: /r/usage-report.json\nother"})
+                     "  report: /r/usage-report.json\n  open in a browser: /r/usage-report.html"
+                     "\nother"})
     assert progress.report_lines == ["airlift usage: 1 of 1 host(s) reported",
-                                     "  report: /r/usage-report.json"]
+                                     "  report: /r/usage-report.json",
+                                     "  open in a browser: /r/usage-report.html"]
 
 
 def test_rotation_keeps_the_newest_runner_folders_only(tmp_path):
@@ -349,3 +352,20 @@ def test_secret_extra_vars_reach_the_run_but_not_its_output_or_artifacts(project
     [command] = (project / "reports").rglob("command")
     assert "airlift_stage_api_key=<redacted> airlift_serial=1" in \
         json.loads(command.read_text())["command"]
+
+
+def test_a_preflight_run_prints_the_compliance_page_to_open(project):
+    def preflight(**kwargs):
+        """Writes what the preflight play writes into the run's folder."""
+        page = Path(kwargs["artifact_dir"]).parent / "preflight" / "compliance.html"
+        page.parent.mkdir()
+        page.write_text("<!DOCTYPE html>")
+        return types.SimpleNamespace(rc=0)
+
+    rc, out = execute("playbooks/preflight.yml", runner_=preflight, run_id="20260101T000000Z",
+                      inventory=str(project / "hosts.yml"))
+    [page] = project.glob("reports/*/preflight/compliance.html")
+    assert rc == runner.EXIT_OK
+    assert f"compliance report, open in a browser: {page}" in out
+    assert "open in a browser" not in execute(inventory=str(project / "hosts.yml"),
+                                              run_id="20260101T000001Z")[1]

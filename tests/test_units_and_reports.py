@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from airlift import compliance, units
+from airlift import compliance, compliance_html, units
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -66,4 +66,13 @@ def test_a_failed_write_leaves_no_report(tmp_path):
     with pytest.raises(RuntimeError):
         compliance.write_reports(tmp_path, "r", lambda: next(calls))
     assert not (tmp_path / "compliance.json").exists()
+    assert not (tmp_path / "compliance.html").exists()
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_waivers_read_from_results_written_before_the_waiver_field():
+    """Results of an older airlift carry the waiver only in their message."""
+    old = {**result("host.cpu_clock", "WAIVED"), "message": "waived until 2027-01-31: lab"}
+    assert compliance_html.waiver_of(old) == ("2027-01-31", "lab")
+    new = {**old, "waiver": {"expires": "2027-02-01", "justification": "renewed"}}
+    assert compliance_html.waiver_of(new) == ("2027-02-01", "renewed")

@@ -38,7 +38,9 @@ def make_inventory(tmp_path: Path, run_dir: str | None = None) -> Path:
         "[fleet]\n" + "".join(f"{host} {local}\n" for host in ["h1", "h2", "h3", "h5"])
         + f"h4 ansible_connection=ssh ansible_host=127.0.0.1 ansible_port={port} "
           "ansible_ssh_common_args='-o ConnectTimeout=3 -o StrictHostKeyChecking=no "
-          "-o UserKnownHostsFile=/dev/null'\n")
+          "-o UserKnownHostsFile=/dev/null'\n"
+        # sites as groups (airlift_usage's site_group_pattern, site_* by default); h5 in none
+        "[site_east]\nh1\nh2\n[site_west]\nh3\nh4\n[sites:children]\nsite_east\nsite_west\n")
     host_vars = tmp_path / "host_vars"
     host_vars.mkdir()
     data = {"h1": {"airlift_usage": usage({"sentiment": 100, "read": 7}, run_dir)},
@@ -56,8 +58,10 @@ def make_inventory(tmp_path: Path, run_dir: str | None = None) -> Path:
     return tmp_path / "inventory.ini"
 
 
-def run(tmp_path: Path, inventory: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+def run(tmp_path: Path, inventory: Path, *args: str,
+        **extra_env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, **extra_env, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+           "ANSIBLE_NOCOLOR": "1",
            "ANSIBLE_CALLBACKS_ENABLED": "airlift_usage",
            "ANSIBLE_CALLBACK_PLUGINS": str(ROOT / "plugins" / "callback"),
            "AIRLIFT_USAGE_REPORT_DIR": str(tmp_path / "reports")}
@@ -101,6 +105,12 @@ def test_report_statuses_totals_limit_and_no_secret(tmp_path):
     assert (commitment["service"], commitment["year"], commitment["used"]) == ("sentiment",
                                                                                2026, 75)
     assert report["run"]["playbook"] == "usage_emit.yml"
+    assert report["run"]["inventory"] == [str(inventory)]
+    assert {h: e.get("site") for h, e in hosts.items()} == {
+        "h1": "site_east", "h2": "site_east", "h3": "site_west", "h4": "site_west"}
+    page = files[1].read_text()
+    assert "<h2>Per site</h2>" in page and str(inventory) in page
+    assert f"open in a browser: {files[1]}" in proc.stdout
     assert "airlift usage: 2 of 4 host(s) reported, 1 failed, 1 unreachable" in proc.stdout
     with files[0].open() as handle:
         rows = list(csv.DictReader(handle))
@@ -116,8 +126,11 @@ def test_report_statuses_totals_limit_and_no_secret(tmp_path):
 def test_run_dir_from_results_and_serial_batches(tmp_path):
     run_dir = tmp_path / "run"
     inventory = make_inventory(tmp_path, run_dir=str(run_dir))
-    proc = run(tmp_path, inventory, "-e", "usage_serial=2")
+    proc = run(tmp_path, inventory, "-e", "usage_serial=2",
+               AIRLIFT_USAGE_SITE_GROUP_PATTERN="")  # no grouping by site
     report = json.loads((run_dir / "usage-report.json").read_text())
+    assert not any("site" in entry for entry in report["hosts"])
+    assert "Per site" not in (run_dir / "usage-report.html").read_text()
     assert {e["host"]: e["status"] for e in report["hosts"]} == {
         "h1": "reported", "h2": "reported", "h3": "failed", "h4": "unreachable",
         "h5": "reported"}, proc.stdout

@@ -149,12 +149,15 @@ def test_a_service_not_collected_is_said_in_every_summary(tmp_path):
     for name in FILE_NAMES.values():
         (tmp_path / name).rename(tmp_path / "usage" / name)
     path = tmp_path / "usage" / FILE_NAMES["json"]
-    assert runner.usage_summary(tmp_path) == [*lines, f"  report: {path}"]
+    html = tmp_path / "usage" / FILE_NAMES["html"]
+    assert runner.usage_summary(tmp_path) == [*lines, f"  report: {path}", f"  report: {html}",
+                                              f"  open in a browser: {html}"]
     page = TextOf()
-    page.feed((tmp_path / "usage" / FILE_NAMES["html"]).read_text())
-    assert "2 reported (1 with services not collected), 0 failed" in "".join(page.text)
-    text = " ".join(page.text)
-    assert "Services not collected" in text
+    page.feed(html.read_text())
+    text = " ".join(" ".join(page.text).split())
+    assert "Needs attention: 1 unreachable, 1 partly collected; 2 of 3 host(s) reported" \
+        in text
+    assert "Services not collected (1 host(s) partly collected)" in text
     assert "partial read could not start a temporary instance" in text
     # A later snapshot where the service answers again clears the count.
     agg.add_usage("partial", usage(1, "2027-01-01T00:00:00Z"))

@@ -1,4 +1,5 @@
-"""The usage report's HTML page read as a reader reads it: each figure under its heading.
+"""The report pages read as a reader reads them: each figure under its heading, each cell
+under its column.
 
 Checking that a bare number occurs anywhere in the page passes on a date, a host count
 or another service's figure; this reads the one after "All time:" under each
@@ -67,3 +68,57 @@ def all_time_figures(html: str) -> dict[tuple[str, str], int | float | None]:
     parser.feed(html)
     parser.close()
     return parser.figures
+
+
+class _Table(HTMLParser):
+    """The rows of one table (by id) as {column heading: cell text}."""
+
+    def __init__(self, table_id: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.table_id, self.depth = table_id, 0
+        self.headings: list[str] = []
+        self.rows: list[dict[str, str]] = []
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag == "table" and (self.depth or dict(attrs).get("id") == self.table_id):
+            self.depth += 1
+        elif self.depth == 1 and tag == "tr":
+            self._row = []
+        elif self.depth == 1 and tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "br" and self._cell is not None:
+            self._cell.append(" ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table" and self.depth:
+            self.depth -= 1
+        elif self.depth == 1 and tag in ("td", "th") and self._cell is not None:
+            assert self._row is not None
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif self.depth == 1 and tag == "tr" and self._row is not None:
+            if not self.headings:
+                self.headings = self._row
+            else:
+                self.rows.append(dict(zip(self.headings, self._row, strict=False)))
+            self._row = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table_rows(html: str, table_id: str) -> list[dict[str, str]]:
+    """The rows of the table with TABLE_ID, each {heading: text}; [] when it is absent."""
+    parser = _Table(table_id)
+    parser.feed(html)
+    parser.close()
+    return parser.rows
+
+
+def number(text: str) -> int | float | None:
+    """A figure as the pages write it (1,234, 1,234.50 or 93.0%; '-' or '' for none)."""
+    text = text.strip().rstrip("%")
+    return None if text in ("", "-") else _number(text)

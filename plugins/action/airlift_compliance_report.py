@@ -6,11 +6,14 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: airlift_compliance_report
-short_description: Write preflight results of every expected host as JSON, JUnit XML and Markdown
+short_description: Write every expected host's preflight results as JSON, JUnit, Markdown, HTML
 description:
   - Runs on the controller only (an action plugin with no module part). Reads the
     results variable of each expected host from hostvars; a host without results
     (unreachable, or failed before its checks) is reported as UNREPORTED, never dropped.
+  - C(compliance.html) is the page for a person, with the fleet summary, failures grouped
+    by check with the hosts and the fix, waivers with days to expiry, then the full matrix
+    filterable by status. It needs no network and names the run and the inventory.
   - Writing the report is not a change to any host, so it reports C(changed=false) and
     also writes in check mode, which is the point of a dry run.
 options:
@@ -24,7 +27,7 @@ options:
     type: str
     required: true
   dest:
-    description: Directory the three files are written to.
+    description: Directory the four files are written to.
     type: path
     required: true
 author:
@@ -41,7 +44,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 files:
-  description: Paths of the written files by format (json, junit, markdown).
+  description: Paths of the written files by format (json, junit, markdown, html).
   returned: success
   type: dict
 summary:
@@ -71,7 +74,9 @@ class ActionModule(ControllerAction):
     def act(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         dest = Path(args["dest"])
         rows = from_hostvars(args["expected_hosts"], task_vars["hostvars"], args["results_var"])
-        written = write_reports(dest, dest.parent.name, rows)
+        inventory = task_vars.get("ansible_inventory_sources") or []
+        written = write_reports(dest, dest.parent.name, rows,
+                                [inventory] if isinstance(inventory, str) else inventory)
         hosts = written["summary"]["hosts"]
         return dict(
             changed=False,
@@ -79,6 +84,7 @@ class ActionModule(ControllerAction):
             failures=written["failures"],
             summary=[
                 f"compliance report: {written['files']['markdown']}",
+                f"open in a browser: {written['files']['html']}",
                 f"hosts: {hosts['PASS']} passed, {hosts['FAIL']} failed, "
                 f"{hosts['UNREPORTED']} unreported",
                 *written["failures"],

@@ -64,6 +64,19 @@ options:
     ini:
       - section: callback_airlift_usage
         key: commitment_file
+  site_group_pattern:
+    description:
+      - Inventory groups whose names match this shell-style pattern are sites. Each
+        host's first matching group (sorted by name) is its C(site) in the report, and
+        the HTML page groups its figures per site. Hosts in no such group have no
+        C(site); an empty pattern turns the grouping off.
+    type: str
+    default: site_*
+    env:
+      - name: AIRLIFT_USAGE_SITE_GROUP_PATTERN
+    ini:
+      - section: callback_airlift_usage
+        key: site_group_pattern
   warn_percent:
     description: Warn when a commitment plan's used share reaches this percentage.
     type: float
@@ -78,6 +91,7 @@ author:
 """
 
 import datetime as dt
+import fnmatch
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -123,11 +137,23 @@ class AnsibleView:
         return f"{name}: {detail}"
 
     @staticmethod
-    def play_hosts(play: Any) -> list[str]:
-        """Hosts of the play after --limit (all serial batches, not just the current one)."""
+    def play_hosts(play: Any, site_pattern: str = "") -> dict[str, str | None]:
+        """Hosts of the play after --limit (all serial batches, not just the current one),
+        each with its first group matching SITE_PATTERN (its site), if any."""
         inventory = play.get_variable_manager()._inventory
-        return [host.get_name() for host in
-                inventory.get_hosts(play.hosts, ignore_restrictions=True)]
+        hosts: dict[str, str | None] = {}
+        for host in inventory.get_hosts(play.hosts, ignore_restrictions=True):
+            groups = sorted(group.get_name() for group in host.get_groups()) \
+                if site_pattern else []
+            hosts[host.get_name()] = next(
+                (name for name in groups if fnmatch.fnmatchcase(name, site_pattern)), None)
+        return hosts
+
+    @staticmethod
+    def inventory_sources(play: Any) -> list[str]:
+        """Where the inventory came from, named on the report."""
+        sources = getattr(play.get_variable_manager()._inventory, "_sources", None) or []
+        return [str(source) for source in sources]
 
     @staticmethod
     def playbook_name(playbook: Any) -> str:
@@ -146,7 +172,8 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         self._usage: UsageAggregator | None = None
         self._playbook = ""
-        self._play_hosts: list[str] = []
+        self._play_hosts: dict[str, str | None] = {}
+        self._inventory: list[str] = []
         self._play_has_usage = False
         self._commitments: list[Mapping[str, Any]] = []
 
@@ -161,14 +188,17 @@ class CallbackModule(CallbackBase):
         marked as a collection."""
         if self._play_has_usage:
             self._agg.expect(self._play_hosts)
-        self._play_hosts, self._play_has_usage = [], False
+            for host, site in self._play_hosts.items():
+                self._agg.set_site(host, site)
+        self._play_hosts, self._play_has_usage = {}, False
 
     def v2_playbook_on_start(self, playbook: Any) -> None:
         self._playbook = AnsibleView.playbook_name(playbook)
 
     def v2_playbook_on_play_start(self, play: Any) -> None:
         self._end_play()
-        self._play_hosts = AnsibleView.play_hosts(play)
+        self._play_hosts = AnsibleView.play_hosts(play, self.get_option("site_group_pattern"))
+        self._inventory = self._inventory or AnsibleView.inventory_sources(play)
 
     def v2_runner_on_ok(self, result: Any) -> None:
         for data in AnsibleView.payloads(result):
@@ -204,7 +234,8 @@ class CallbackModule(CallbackBase):
             dest = (Path(agg.run_dir) if agg.run_dir else
                     Path(self.get_option("report_dir")) / now.strftime("%Y%m%dT%H%M%SZ"))
             header, paths = write_reports(agg, dest, self.get_option("formats"),
-                                          run={"playbook": self._playbook}, generated=now)
+                                          run={"playbook": self._playbook,
+                                               "inventory": self._inventory}, generated=now)
             for line in text_summary(agg, header, paths):
                 self._display.display(line)
         except (OSError, UsageError) as exc:

@@ -415,6 +415,9 @@ def apply_waivers(results: list[dict], waivers: Iterable[Mapping[str, Any]],
             else:
                 item["status"] = WAIVED
                 item["message"] = f"waived until {expires}: {waiver.get('justification')}"
+                # For the compliance page's waiver table (days to expiry).
+                item["waiver"] = {"expires": expires.isoformat(),
+                                  "justification": str(waiver.get("justification") or "")}
         out.append(item)
     return out
 

@@ -1,4 +1,5 @@
-"""The fleet compliance report: JSON, JUnit XML and a Markdown table, written host by host.
+"""The fleet compliance report: JSON, JUnit XML, a Markdown table and an HTML page for a
+person (airlift.compliance_html), written host by host.
 
 Every expected host gets an entry: hosts that did not report (unreachable, or failed
 before their checks ran) are listed as UNREPORTED and as JUnit errors, never dropped.
@@ -17,6 +18,7 @@ from typing import Any, TextIO
 from xml.sax.saxutils import escape, quoteattr
 
 from airlift.checks import FAIL, PASS, WAIVED, WARN, summary
+from airlift.compliance_html import CompliancePage
 
 SCHEMA = "airlift.compliance/1"
 UNREPORTED = "UNREPORTED"
@@ -55,8 +57,11 @@ def _cell(results: list[dict[str, Any]], check: str) -> str:
 
 
 def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResults]],
-                  ) -> dict[str, Any]:
-    """Write the three formats; `hosts` is called twice (check ids, then rows)."""
+                  inventory: Iterable[str] = ()) -> dict[str, Any]:
+    """Write the four formats; `hosts` is called twice (check ids, then rows).
+
+    INVENTORY (the run's inventory sources) is named on the HTML page.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     check_ids: list[str] = []
     for _, results in hosts():
@@ -69,9 +74,10 @@ def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResu
     failures: list[str] = []
     generated = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     paths = {"json": dest / "compliance.json", "junit": dest / "compliance.junit.xml",
-             "markdown": dest / "compliance.md"}
+             "markdown": dest / "compliance.md", "html": dest / "compliance.html"}
     with (atomic_text(paths["json"]) as js, atomic_text(paths["junit"]) as junit,
-          atomic_text(paths["markdown"]) as md):
+          atomic_text(paths["markdown"]) as md, atomic_text(paths["html"]) as html,
+          CompliancePage(run_id, generated, check_ids, inventory) as page):
         js.write(f'{{"schema": "{SCHEMA}", "run_id": {json.dumps(run_id)}, '
                  f'"generated": "{generated}", "hosts": {{')
         junit.write('<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -97,6 +103,7 @@ def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResu
             cells = [_cell(results, check) if results is not None else UNREPORTED
                      for check in check_ids]
             md.write(f"| {host} | {status} | " + " | ".join(cells) + " |\n")
+            page.add(host, status, results, NO_RESULT)
         overall = {"hosts": host_counts, "checks": totals}
         js.write(f'\n}}, "summary": {json.dumps(overall)}}}\n')
         junit.write("</testsuites>\n")
@@ -105,6 +112,7 @@ def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResu
                  + ", ".join(f"{count} {status}" for status, count in totals.items()) + ".\n")
         if failures:
             md.write("\n## Failures\n\n" + "".join(f"- {line}\n" for line in failures))
+        page.write(html)
     return {"files": {kind: str(path) for kind, path in paths.items()},
             "summary": overall, "failures": failures}
 

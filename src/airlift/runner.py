@@ -222,7 +222,7 @@ class Progress:
             self.stats(data)
         for line in (event.get("stdout") or "").splitlines():
             # The usage callback's closing lines say where the reports are.
-            if line.startswith(("airlift usage:", "  report:")):
+            if line.startswith(("airlift usage:", "  report:", "  open in a browser:")):
                 self.report_lines.append(line)
         return True
 
@@ -464,6 +464,9 @@ def execute(run: PlaybookRun, out: IO[str] | None = None,
         out.write(line + "\n")
     for line in progress.report_lines or usage_summary(reports / run.run_id):
         out.write(line + "\n")
+    page = reports / run.run_id / "preflight" / "compliance.html"
+    if page.exists():
+        out.write(f"compliance report, open in a browser: {page}\n")
     out.write(f"artifacts (events, Ansible's output): {artifacts / 'events'}\n")
     return exit_code(progress, int(result.rc or 0))
 
@@ -486,7 +489,9 @@ def usage_summary(run_dir: Path) -> list[str]:
     service_problems = [(host["host"], service["name"], service["error"])
                         for host in hosts if host["status"] == "reported"
                         for service in host.get("services") or [] if "error" in service]
-    return usage.summary_lines(report, [str(path)], problems, service_problems)
+    page = path.with_name("usage-report.html")
+    paths = [str(path), *([str(page)] if page.exists() else [])]
+    return usage.summary_lines(report, paths, problems, service_problems)
 
 
 def exit_code(progress: Progress, rc: int) -> int:

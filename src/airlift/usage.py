@@ -186,6 +186,7 @@ class UsageAggregator:
         self._notes: dict[str, str] = {}
         self._service_errors: dict[str, int] = {}     # host -> services not collected
         self._expected: set[str] | None = None          # None: every host seen is expected
+        self._sites: dict[str, str] = {}                # host -> its site group, when known
         self._seen = False
         self._collection_ran = False
         self.totals: dict[tuple[str, str, str], int | float] = {}
@@ -216,6 +217,16 @@ class UsageAggregator:
         if self._expected is None:
             self._expected = set()
         self._expected.update(sys.intern(host) for host in hosts)
+
+    @property
+    def has_sites(self) -> bool:
+        """Whether any host's site is known (the report then groups by site)."""
+        return bool(self._sites)
+
+    def set_site(self, host: str, site: object) -> None:
+        """The host's site (an inventory group such as site_north): the report groups by it."""
+        if isinstance(site, str) and site:
+            self._sites[sys.intern(host)] = sys.intern(site)
 
     def add_usage(self, host: str, usage: Mapping[str, Any]) -> None:
         """One host's `airlift_usage` return value (schema 1)."""
@@ -330,19 +341,21 @@ class UsageAggregator:
                     yield host, record["name"], record["error"]
 
     def iter_hosts(self) -> Iterator[dict[str, Any]]:
-        """Every host, sorted: reported ones with their services, the others with a reason."""
+        """Every host, sorted: reported ones with their services, the others with a reason;
+        `site` when the host's site group is known."""
         for host in self._host_names():
+            site = {"site": self._sites[host]} if host in self._sites else {}
             if host in self._reported:
                 entry = self._read(self._reported[host])
                 services = sorted(entry["services"], key=lambda item: item["name"])
                 moments = [item["collected_at"] for item in services if item.get("collected_at")]
-                yield {"host": host, "status": REPORTED,
+                yield {"host": host, **site, "status": REPORTED,
                        "collected_at": max(moments, key=lambda s: as_utc(s)) if moments else None,
                        "services": services,
                        **({"note": self._notes[host]} if host in self._notes else {})}
             else:
                 status, reason = self._problems.get(host, (FAILED, NO_RESULT))
-                yield {"host": host, "status": status, "reason": reason}
+                yield {"host": host, **site, "status": status, "reason": reason}
 
     def status_counts(self) -> dict[str, int]:
         names = self._host_names()
@@ -486,4 +499,5 @@ def summary_lines(header: Mapping[str, Any], paths: Iterable[str] = (),
         lines.append(f"  ... and {more_services} more service(s) not collected (see the report)")
     lines.extend(f"  WARNING {warning}" for warning in header["warnings"])
     lines.extend(f"  report: {path}" for path in paths)
+    lines.extend(f"  open in a browser: {path}" for path in paths if str(path).endswith(".html"))
     return lines

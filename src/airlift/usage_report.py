@@ -202,11 +202,13 @@ def merge(inputs: Sequence[Path], out: Path, formats: Sequence[str] = FORMATS,
         # once the report travelled on media; it stays in merged_from as provenance only.
         base = Path(report["_file"]).parent.resolve()
         sources.append({"report": report["_file"], "run_dir": run.get("run_dir"),
+                        **({"inventory": run["inventory"]} if run.get("inventory") else {}),
                         "generated_at": report.get("generated_at"),
                         "collected_from": run.get("collected_from"),
                         "collected_to": run.get("collected_to")})
         for entry in report.get("hosts") or []:
             host = str(entry.get("host"))
+            agg.set_site(host, entry.get("site"))
             if entry.get("status") == REPORTED:
                 agg.add_snapshot(host, [normalize_service(_as_raw(svc, base, out), None)
                                         for svc in entry.get("services") or []])
