@@ -164,3 +164,18 @@ def test_validators_refuse_a_broken_gpu_rendering(rendered_pair, tmp_path):
     proc = subprocess.run([os.path.join(bin_dir, "kubernetes-validate"), "--strict", str(kube)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode != 0
+
+
+def test_conflicting_gpus_stop_the_render_naming_the_fix(tmp_path):
+    services = [{"name": "sum", "catalog": "summarization-gpu", "port": 5020, "gpus": [0]},
+                {"name": "sum2", "catalog": "summarization-gpu", "port": 5021, "gpus": [0]}]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    proc = subprocess.run(["ansible-playbook", "-i", "inventories/example", *EXAMPLE_VAULT,
+                           "playbooks/render.yml", "--limit", "north-ai-02.enclave.local",
+                           "-e", f"airlift_render_dir={tmp_path}",
+                           "-e", json.dumps({"airlift_services": services})],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert proc.returncode != 0
+    assert ("sum and sum2 both ask for GPU 0: give each its own (gpus: [N]) or set "
+            "gpu_shared: true on both") in " ".join(proc.stdout.split())
+    assert not list(tmp_path.rglob("*.yml"))
