@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 
 import pytest
@@ -197,3 +198,50 @@ def test_port_taken_by_another_program_stops_the_rollout_before_any_unit(fleet):
         assert "airlift-second" not in on(host, "podman", "ps", "--format", "{{.Names}}")
     finally:
         on(host, "systemctl", "stop", "squatter", check=False)
+
+
+def test_gpu_service_gets_its_cdi_device_and_a_host_without_the_spec_is_refused(fleet):
+    """A lab host with a fake GPU (CDI spec + device node + nvidia-smi, `airlift lab gpu`):
+    preflight passes, the GPU simulator sees the device podman's CDI injection gave it.
+    Without the spec, preflight refuses the host before any change, naming the fix."""
+    host = fleet[1]
+    lab.ensure_simulator_images(services=["summarization-gpu"])
+    extra = json.dumps({"airlift_services": [
+        {"name": "sentiment", "catalog": "sim-sentiment", "port": 5000},
+        {"name": "read", "catalog": "sim-read", "port": 5001},
+        {"name": "gsum", "catalog": "sim-summarization-gpu", "port": 5003}]})
+    cli = subprocess.run([sys.executable, "-m", "airlift.cli", "lab", "gpu", host],
+                         capture_output=True, text=True, check=False)
+    assert cli.stdout.strip() == f"lab: fake GPU on {host}: CDI spec and nvidia-smi", cli.stderr
+    try:
+        assert run("playbooks/stage.yml", "-e", extra).returncode == 0
+        proc = run("site.yml", "--limit", host, "-e", extra)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        unit = on(host, "cat", "/etc/systemd/system/airlift-gsum.service")
+        assert "    --device nvidia.com/gpu=0 \\" in unit
+        wait_ready(host, 5003)
+        code = ("import urllib.request as u;"
+                "print(u.urlopen('http://127.0.0.1:5003/gpu', timeout=5).read().decode())")
+        # /dev/null's numbers: the fake node the host's CDI spec names.
+        assert json.loads(on(host, "python3", "-c", code)) == {
+            "device": "/dev/nvidia0", "present": True, "major": 1, "minor": 3}
+        assert podman.run(["exec", host, "podman", "exec", "airlift-gsum", "test", "-c",
+                           "/dev/nvidia0"], check=False).returncode == 0
+        before = on(host, "stat", "-c", "%Y", "/etc/systemd/system/airlift-gsum.service")
+        assert subprocess.run([sys.executable, "-m", "airlift.cli", "lab", "gpu", host,
+                               "--no-spec"], check=False).returncode == 0
+        proc = run("site.yml", "--limit", host, "-e", extra)
+        assert proc.returncode != 0
+        out = flat(proc.stdout)
+        assert ("host.gpu_runtime [host]: expected CDI devices nvidia.com/gpu=0, observed "
+                "nvidia.com/gpu=0 in no CDI spec (no spec in /etc/cdi or /var/run/cdi) - "
+                "podman hands GPUs over through CDI: install nvidia-container-toolkit") in out
+        assert "nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml" in out
+        assert on(host, "stat", "-c", "%Y",
+                  "/etc/systemd/system/airlift-gsum.service") == before
+    finally:
+        lab.fake_gpu(host, spec=False, driver=False)
+        assert run("playbooks/deploy.yml", "--limit", host).returncode == 0
+    assert podman.run(["exec", host, "test", "-e", "/etc/systemd/system/airlift-gsum.service"],
+                      check=False).returncode != 0
+    assert "airlift-gsum" not in on(host, "podman", "ps")

@@ -191,3 +191,51 @@ def test_service_chooses_its_mount_folder_and_read_only_mounts_say_so():
         {"path": "/srv/models/read", "owner": 0, "services": ["read"]}]
     # No mount settings declared: none added.
     assert read["settings"] == SERVICES[0]["settings"]
+
+
+GPU_STATE = {
+    "images": {"images": {CATALOG["summarization-gpu"]["image"]: {"id": "sha256:ggg"}}},
+    "licenses": {"licenses": {"sum": {"sha256": "55"}, "sum2": {"sha256": "66"}}},
+}
+
+
+def gpu_units(services):
+    return deploy.units(services, CATALOG, GPU_STATE, "/l", "/o", 120)
+
+
+def test_podman_unit_hands_over_each_gpu_through_cdi():
+    services = [{"name": "sum", "catalog": "summarization-gpu", "port": 5000},
+                {"name": "sum2", "catalog": "summarization-gpu", "port": 5001, "gpus": 2}]
+    first, second = (exec_start(render("podman", unit)) for unit in gpu_units(services))
+    assert [first[i + 1] for i, a in enumerate(first) if a == "--device"] == [
+        "nvidia.com/gpu=0"]
+    assert [second[i + 1] for i, a in enumerate(second) if a == "--device"] == [
+        "nvidia.com/gpu=1", "nvidia.com/gpu=2"]
+    every = gpu_units([{"name": "sum", "catalog": "summarization-gpu", "port": 5000,
+                        "gpus": "all"}])[0]
+    args = exec_start(render("podman", every))
+    assert args[args.index("--device") + 1] == "nvidia.com/gpu=all"
+    # The image still comes last but for its arguments: the devices are options.
+    assert args.index("--device") < args.index("ggg")
+
+
+def test_docker_unit_hands_over_gpus_with_its_quoting():
+    services = [{"name": "sum", "catalog": "summarization-gpu", "port": 5000, "gpus": [1, 3]}]
+    args = exec_start(render("docker", gpu_units(services)[0]))
+    # systemd passes '"device=1,3"' as "device=1,3": docker reads --gpus as CSV.
+    assert args[args.index("--gpus") + 1] == '"device=1,3"'
+    every = [{"name": "sum", "catalog": "summarization-gpu", "port": 5000, "gpus": "all"}]
+    assert exec_start(render("docker", gpu_units(every)[0])).count("--gpus") == 1
+
+
+@pytest.mark.parametrize("engine", ["podman", "docker"])
+def test_units_without_gpu_carry_none(engine):
+    args = exec_start(render(engine, plan()[0]))
+    assert "--device" not in args and "--gpus" not in args
+
+
+def test_conflicting_gpus_are_refused_before_any_unit():
+    services = [{"name": "sum", "catalog": "summarization-gpu", "port": 5000, "gpus": [0]},
+                {"name": "sum2", "catalog": "summarization-gpu", "port": 5001, "gpus": [0]}]
+    with pytest.raises(deploy.DeployError, match="sum and sum2 both ask for GPU 0"):
+        gpu_units(services)

@@ -64,9 +64,66 @@ def test_listening_ports_only_in_listen_state():
 
 
 def test_nvidia_smi_parsing_and_absent_gpu():
+    # The H200 host's answer to airlift's query, and a two-GPU host.
+    assert hi.parse_nvidia_smi("0, NVIDIA H200, 143771, 570.86.15\n") == [
+        {"index": 0, "name": "NVIDIA H200", "memory_mb": 143771, "driver": "570.86.15"}]
+    assert hi.parse_nvidia_smi("0, Tesla T4, 15360, 535.1\n1, A100, 40960, 535.1\n")[1] == {
+        "index": 1, "name": "A100", "memory_mb": 40960, "driver": "535.1"}
+    # The older two-column form is numbered in order.
     assert hi.parse_nvidia_smi("Tesla T4, 15360\nA100, 40960\n") == [
-        {"name": "Tesla T4", "memory_mb": 15360}, {"name": "A100", "memory_mb": 40960}]
+        {"index": 0, "name": "Tesla T4", "memory_mb": 15360, "driver": ""},
+        {"index": 1, "name": "A100", "memory_mb": 40960, "driver": ""}]
     assert hi.parse_nvidia_smi(None) == []
+
+
+# What `nvidia-ctk cdi generate` writes (shortened): nested names must not count.
+CDI_YAML = """---
+cdiVersion: 0.5.0
+containerEdits:
+  deviceNodes:
+  - path: /dev/nvidiactl
+  hooks:
+  - hookName: createContainer
+    path: /usr/bin/nvidia-ctk
+devices:
+- containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+  name: "0"
+- containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia1
+  name: GPU-5f1c
+- name: all
+  containerEdits:
+    env:
+    - name: NOT_A_DEVICE
+kind: nvidia.com/gpu
+"""
+
+
+def test_cdi_spec_devices_from_yaml_and_json(tmp_path):
+    assert hi.parse_cdi_spec(CDI_YAML) == ["nvidia.com/gpu=0", "nvidia.com/gpu=GPU-5f1c",
+                                           "nvidia.com/gpu=all"]
+    json_spec = ('{"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu", "devices": [{"name": '
+                 '"all", "containerEdits": {"deviceNodes": [{"path": "/dev/nvidia0"}]}}]}')
+    assert hi.parse_cdi_spec(json_spec) == ["nvidia.com/gpu=all"]
+    assert hi.parse_cdi_spec("devices:\n- name: x\n") == []  # no kind: no device
+    etc, run = tmp_path / "etc", tmp_path / "run"
+    etc.mkdir()
+    (etc / "nvidia.yaml").write_text(CDI_YAML)
+    (etc / "notes.txt").write_text("kind: x")
+    assert hi.cdi_devices((str(etc), str(run))) == (
+        ["nvidia.com/gpu=0", "nvidia.com/gpu=GPU-5f1c", "nvidia.com/gpu=all"],
+        [str(etc / "nvidia.yaml")])
+
+
+def test_clock_readings_of_real_machines_without_cpufreq():
+    h200 = "model name\t: Intel(R) Xeon(R) Processor\ncpu MHz\t\t: 2100.000\n"
+    epyc = "model name\t: AMD EPYC\ncpu MHz\t\t: 2596.146\n"
+    for text, expected in ((h200, 2100.0), (epyc, 2596.146)):
+        model, mhz, _ = hi.parse_cpuinfo(text)
+        assert hi.max_clock_mhz(0, mhz, model) == (expected, "cpuinfo")
 
 
 def test_disk_free_of_a_path_not_made_yet(tmp_path):
@@ -81,3 +138,6 @@ def test_gather_on_this_machine_has_every_field():
     assert facts["memory_total_mb"] > 0
     assert facts["active_units"] == []
     assert set(facts["disk_free_mb"]) == {"/tmp"}
+    # No NVIDIA driver here: no GPU, no driver; the CDI fields are always there.
+    assert facts["gpus"] == [] and facts["gpu_driver"] is None
+    assert isinstance(facts["cdi_devices"], list) and isinstance(facts["cdi_specs"], list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -58,10 +59,14 @@ def test_compose_file_matches_the_units(rendered):
 
 @pytest.fixture(scope="module")
 def rendered_pair(tmp_path_factory):
-    """A host running a Document Intelligence pair: custom template needs layout."""
+    """A host running a Document Intelligence pair (custom template needs layout) and
+    two summarization GPU services."""
     out = tmp_path_factory.mktemp("rendered-pair")
     services = [{"name": "custom", "catalog": "di-custom-template", "port": 5011},
-                {"name": "layout", "catalog": "di-layout", "port": 5010}]
+                {"name": "layout", "catalog": "di-layout", "port": 5010},
+                # Two GPU services on the host: GPU 0, then GPUs 1 and 2.
+                {"name": "sum", "catalog": "summarization-gpu", "port": 5020},
+                {"name": "sum2", "catalog": "summarization-gpu", "port": 5021, "gpus": 2}]
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
     proc = subprocess.run(["ansible-playbook", "-i", "inventories/example", *EXAMPLE_VAULT,
                            "playbooks/render.yml", "--limit", "north-ai-02.enclave.local",
@@ -74,7 +79,7 @@ def rendered_pair(tmp_path_factory):
 
 def test_needed_service_is_reached_by_its_name_on_each_target(rendered_pair):
     compose = yaml.safe_load((rendered_pair / "compose.yml").read_text())["services"]
-    assert list(compose) == ["layout", "custom"]
+    assert [name for name in compose if name in ("layout", "custom")] == ["layout", "custom"]
     assert compose["custom"]["depends_on"] == ["layout"]
     assert "AzureCognitiveServiceLayoutHost=http://layout:5000" in compose["custom"]["command"]
     docs = [doc for doc in yaml.safe_load_all((rendered_pair / "kubernetes.yml").read_text())
@@ -105,3 +110,72 @@ def test_setting_names_convert_for_kubernetes():
     assert module.k8s_env_name("Logging:Console:LogLevel:Default") == \
         "Logging__Console__LogLevel__Default"
     assert module.k8s_env_name("Eula") == "Eula"
+
+
+def test_gpu_services_get_their_gpus_in_compose_and_kubernetes(rendered_pair):
+    compose = yaml.safe_load((rendered_pair / "compose.yml").read_text())["services"]
+    assert compose["sum"]["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "capabilities": ["gpu"], "device_ids": ["0"]}]
+    assert compose["sum2"]["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "capabilities": ["gpu"], "device_ids": ["1", "2"]}]
+    assert "deploy" not in compose["layout"]
+    docs = {doc["metadata"]["name"]: doc for doc in
+            yaml.safe_load_all((rendered_pair / "kubernetes.yml").read_text())
+            if doc and doc["kind"] == "Deployment"}
+    limits = {name: doc["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+              for name, doc in docs.items()}
+    assert limits["airlift-sum"]["nvidia.com/gpu"] == 1
+    assert limits["airlift-sum2"]["nvidia.com/gpu"] == 2
+    assert "nvidia.com/gpu" not in limits["airlift-layout"]
+
+
+@pytest.mark.parametrize("fixture", ["rendered", "rendered_pair"])
+def test_renderings_pass_the_kubernetes_and_compose_validators(fixture, request):
+    """kubernetes-validate --strict and the compose spec's JSON schema (check-jsonschema's
+    vendored copy): both offline, both accept the GPU parts."""
+    folder = request.getfixturevalue(fixture)
+    bin_dir = os.path.dirname(sys.executable)
+    kube = subprocess.run([os.path.join(bin_dir, "kubernetes-validate"), "--strict",
+                           str(folder / "kubernetes.yml")],
+                          capture_output=True, text=True, check=False)
+    assert kube.returncode == 0, kube.stdout + kube.stderr
+    assert "INFO" in kube.stdout and "ERROR" not in kube.stdout
+    compose = subprocess.run([os.path.join(bin_dir, "check-jsonschema"), "--builtin-schema",
+                              "vendor.compose-spec", str(folder / "compose.yml")],
+                             capture_output=True, text=True, check=False)
+    assert compose.returncode == 0, compose.stdout + compose.stderr
+    assert "ok -- validation done" in compose.stdout
+
+
+def test_validators_refuse_a_broken_gpu_rendering(rendered_pair, tmp_path):
+    """The validators really look at the GPU parts: a misspelt field or a list for a
+    quantity fails."""
+    bin_dir = os.path.dirname(sys.executable)
+    broken = tmp_path / "compose.yml"
+    broken.write_text((rendered_pair / "compose.yml").read_text().replace(
+        '"device_ids"', '"device_id"'))
+    proc = subprocess.run([os.path.join(bin_dir, "check-jsonschema"), "--builtin-schema",
+                           "vendor.compose-spec", str(broken)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode != 0
+    kube = tmp_path / "kubernetes.yml"
+    kube.write_text((rendered_pair / "kubernetes.yml").read_text().replace(
+        "nvidia.com/gpu: 2}", "nvidia.com/gpu: [2]}"))
+    proc = subprocess.run([os.path.join(bin_dir, "kubernetes-validate"), "--strict", str(kube)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode != 0
+
+
+def test_conflicting_gpus_stop_the_render_naming_the_fix(tmp_path):
+    services = [{"name": "sum", "catalog": "summarization-gpu", "port": 5020, "gpus": [0]},
+                {"name": "sum2", "catalog": "summarization-gpu", "port": 5021, "gpus": [0]}]
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
+    proc = subprocess.run(["ansible-playbook", "-i", "inventories/example", *EXAMPLE_VAULT,
+                           "playbooks/render.yml", "--limit", "north-ai-02.enclave.local",
+                           "-e", f"airlift_render_dir={tmp_path}",
+                           "-e", json.dumps({"airlift_services": services})],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    assert proc.returncode != 0
+    assert ("sum and sum2 both ask for GPU 0: give each its own (gpus: [N]) or set "
+            "gpu_shared: true on both") in " ".join(proc.stdout.split())
+    assert not list(tmp_path.rglob("*.yml"))

@@ -179,3 +179,19 @@ def test_dependent_is_ready_and_answers_only_while_what_it_needs_does(tmp_path):
     finally:
         custom.shutdown()
         custom.server_close()
+
+
+def test_gpu_image_refuses_to_start_without_its_device(tmp_path, capsys):
+    import sim_gpu
+
+    with pytest.raises(sim.Refusal, match=r"no GPU: .*/nvidia0 is not in the container"):
+        sim_gpu.gpu_device(str(tmp_path / "nvidia0"))
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(sim.Refusal, match="is not a character device"):
+        sim_gpu.gpu_device(str(tmp_path / "plain"))
+    # /dev/null stands in for the device the lab's CDI spec hands over.
+    assert sim_gpu.gpu_device("/dev/null") == {"device": "/dev/null", "present": True,
+                                               "major": 1, "minor": 3}
+    env = {"AIRLIFT_SIM_GPU_DEVICE": str(tmp_path / "nvidia0")}
+    assert sim_gpu.main(["Eula=accept"], env) == 1
+    assert "no GPU" in capsys.readouterr().err

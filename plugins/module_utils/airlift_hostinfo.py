@@ -8,6 +8,7 @@ the unit tests, which feed the parsers synthetic /proc and sysfs text.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -45,7 +46,8 @@ def max_clock_mhz(sysfs_max_khz: int, cpuinfo_mhz: float, model: str) -> tuple[f
     if model_mhz and model_mhz >= cpuinfo_mhz:
         return round(model_mhz, 1), "model"
     if cpuinfo_mhz:
-        return round(cpuinfo_mhz, 1), "cpuinfo"
+        # As measured (2596.146): preflight shows it and applies its tolerance to it.
+        return round(cpuinfo_mhz, 3), "cpuinfo"
     return 0.0, "unknown"
 
 
@@ -171,14 +173,97 @@ def command_output(argv: list[str], timeout: float = 15) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
+NVIDIA_SMI_QUERY = ["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version",
+                    "--format=csv,noheader,nounits"]
+CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
+
+
 def parse_nvidia_smi(text: str | None) -> list[dict[str, object]]:
-    """`nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits` -> list."""
+    """`nvidia-smi --query-gpu=index,name,memory.total,driver_version --format=csv,
+    noheader,nounits` -> [{index, name, memory_mb, driver}]; the older two-column form
+    (name, memory) is read too, numbered in order."""
     gpus = []
     for line in (text or "").splitlines():
         parts = [part.strip() for part in line.split(",")]
-        if len(parts) >= 2 and parts[1].isdigit():
-            gpus.append({"name": parts[0], "memory_mb": int(parts[1])})
+        if len(parts) >= 3 and parts[0].isdigit() and parts[2].isdigit():
+            gpus.append({"index": int(parts[0]), "name": parts[1], "memory_mb": int(parts[2]),
+                         "driver": parts[3] if len(parts) > 3 else ""})
+        elif len(parts) >= 2 and parts[1].isdigit():
+            gpus.append({"index": len(gpus), "name": parts[0], "memory_mb": int(parts[1]),
+                         "driver": ""})
     return gpus
+
+
+def _yaml_scalar(value: str) -> str:
+    value = value.split(" #", 1)[0].strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = value[1:-1]
+    return value
+
+
+def parse_cdi_spec(text: str) -> list[str]:
+    """Fully qualified device names (kind=name) a CDI spec provides, JSON or YAML.
+
+    Hosts need not have PyYAML, so YAML is read by indentation: the top-level `kind`,
+    and the `name` of each item of the top-level `devices` list (the layout nvidia-ctk
+    writes). Anything else in the spec is not needed here.
+    """
+    text = text or ""
+    if text.lstrip().startswith("{"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return []
+        kind = doc.get("kind", "")
+        return [f"{kind}={d.get('name')}" for d in doc.get("devices") or []
+                if kind and isinstance(d, dict) and d.get("name") is not None]
+    kind, names, top, item_indent = "", [], "", None
+    for raw in text.splitlines():
+        if not raw.strip() or raw.lstrip().startswith("#") or raw.strip() == "---":
+            continue
+        indent = len(raw) - len(raw.lstrip(" "))
+        line = raw.strip()
+        if indent == 0 and not line.startswith("- "):
+            key, _, value = line.partition(":")
+            top, item_indent = key.strip(), None
+            if top == "kind":
+                kind = _yaml_scalar(value)
+            continue
+        if top != "devices":
+            continue
+        if line.startswith("- ") and (item_indent is None or indent + 2 == item_indent):
+            item_indent = indent + 2
+            line, indent = line[2:].strip(), item_indent
+        if indent == item_indent and line.startswith("name:"):
+            names.append(_yaml_scalar(line.partition(":")[2]))
+    return [f"{kind}={name}" for name in names] if kind else []
+
+
+def cdi_devices(dirs: tuple[str, ...] = CDI_DIRS) -> tuple[list[str], list[str]]:
+    """(device names, spec files) of the CDI specs podman reads."""
+    devices, specs = [], []
+    for folder in dirs:
+        try:
+            entries = sorted(os.listdir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.endswith((".yaml", ".yml", ".json")):
+                path = os.path.join(folder, entry)
+                found = parse_cdi_spec(read(path))
+                if found:
+                    specs.append(path)
+                    devices.extend(d for d in found if d not in devices)
+    return devices, specs
+
+
+def docker_runtimes() -> list[str]:
+    """Runtimes docker knows (the NVIDIA one is 'nvidia'), or [] without docker."""
+    text = command_output(["docker", "info", "--format", "{{json .Runtimes}}"])
+    try:
+        return sorted(json.loads(text or "{}"))
+    except (ValueError, TypeError):
+        return []
 
 
 def active_units(units: list[str]) -> list[str]:
@@ -209,8 +294,8 @@ def gather(paths: list[str], engine: str, units: list[str] | tuple[str, ...] = (
     ports = parse_listening_ports(read("/proc/net/tcp")) | parse_listening_ports(
         read("/proc/net/tcp6"))
     engine_version = command_output([engine, "version", "--format", "{{.Client.Version}}"])
-    gpus = parse_nvidia_smi(command_output(
-        ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"]))
+    gpus = parse_nvidia_smi(command_output(NVIDIA_SMI_QUERY))
+    devices, specs = cdi_devices()
     return {
         "architecture": os.uname().machine,
         "cpu_model": model,
@@ -227,5 +312,11 @@ def gather(paths: list[str], engine: str, units: list[str] | tuple[str, ...] = (
         "init_is_systemd": os.path.isdir("/run/systemd/system"),
         "listening_ports": sorted(ports),
         "gpus": gpus,
+        # The driver's version when nvidia-smi answered with at least one GPU.
+        "gpu_driver": next((str(g["driver"]) or "unknown" for g in gpus), None),
+        "cdi_devices": devices,
+        "cdi_specs": specs,
+        "nvidia_hook": shutil.which("nvidia-container-runtime-hook"),
+        "docker_runtimes": docker_runtimes() if engine == "docker" else [],
         "active_units": active_units(list(units)),
     }

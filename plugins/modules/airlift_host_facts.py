@@ -11,7 +11,10 @@ description:
     cores (CPU affinity capped by a cgroup quota), the CPU's maximum clock (cpufreq,
     else the model string, else /proc/cpuinfo), AVX flags, memory (capped by a cgroup
     limit), free disk for given paths, the container engine's version, whether systemd
-    is init, listening TCP ports and NVIDIA GPUs.
+    is init, listening TCP ports and NVIDIA GPUs (index, name, memory and driver, from
+    nvidia-smi), and what hands GPUs to containers - the devices of the CDI specs in
+    /etc/cdi and /var/run/cdi (podman), the nvidia-container-runtime-hook and docker's
+    runtimes (docker).
   - Sets the C(airlift_host) fact. Preflight evaluates it against the catalog.
 version_added: "0.1.0"
 options:
@@ -58,7 +61,7 @@ ansible_facts:
       sample:
         architecture: x86_64
         cpu_model: Intel(R) Xeon(R) Processor
-        cpu_max_mhz: 2000.0
+        cpu_max_mhz: 2596.146
         cpu_mhz_source: cpuinfo
         cpu_flags: [avx, avx2, avx512f]
         cores_online: 2
@@ -70,7 +73,13 @@ ansible_facts:
         engine_version: 4.3.1
         init_is_systemd: true
         listening_ports: [22]
-        gpus: []
+        gpus:
+          - {index: 0, name: NVIDIA H200, memory_mb: 143771, driver: 570.86.15}
+        gpu_driver: 570.86.15
+        cdi_devices: [nvidia.com/gpu=0, nvidia.com/gpu=all]
+        cdi_specs: [/etc/cdi/nvidia.yaml]
+        nvidia_hook: /usr/bin/nvidia-container-runtime-hook
+        docker_runtimes: []
         active_units: [airlift-sentiment.service]
 """
 

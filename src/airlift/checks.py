@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airlift import frontdoor
+from airlift import frontdoor, gpu
 from airlift.timeutil import as_utc
 from airlift.units import MIN_CONTAINER_MEMORY_MB, format_mb, to_mb
 
@@ -30,6 +30,7 @@ INVENTORY_CHECKS = {
     "inventory.resources": "Service cpus and memory are valid values",
     "inventory.waivers": "Waivers name known checks",
     "inventory.dependencies": "Services a service needs run on the same host",
+    "inventory.gpus": "GPU services get distinct GPUs or are told to share",
 }
 # The front door's checks (hosts with airlift_frontdoor_enabled); not waivable.
 FRONTDOOR_CHECKS = {
@@ -46,6 +47,9 @@ HOST_CHECKS = {
     "host.memory": "Memory assigned to all services fits the host",
     "host.disk": "Free disk for images and staging",
     "host.gpu": "GPU for services that need one",
+    "host.gpu_count": "GPUs assigned to all services fit the host",
+    "host.gpu_driver": "NVIDIA driver answers (nvidia-smi)",
+    "host.gpu_runtime": "Container engine can hand GPUs to containers",
     "host.engine": "Container engine installed",
     "host.init": "systemd is init",
     "host.ports": "Service ports free on the host",
@@ -126,6 +130,7 @@ def inventory_checks(host_vars: Mapping[str, Any], catalog: Mapping[str, Any]) -
                           f"give each service its own {field}; repeated: {', '.join(clashes)}"
                           if clashes else ""))
     out.append(dependency_check(services, catalog))
+    out.append(gpu_inventory_check(services, catalog))
     problems = waiver_problems(host_vars.get("airlift_waivers") or [])
     out.append(result("inventory.waivers", "host", FAIL if problems else PASS,
                       "waivers of known checks with justification and expiry date",
@@ -147,6 +152,131 @@ def dependency_check(services: list[Mapping[str, Any]],
              for name, entry in plan.items() if entry["depends_on"]]
     return result("inventory.dependencies", "host", PASS, "needed services on the host",
                   "; ".join(pairs) or "none needed", "")
+
+
+def gpu_inventory_check(services: list[Mapping[str, Any]],
+                        catalog: Mapping[str, Any]) -> dict[str, Any]:
+    """The host's GPU assignment can be made (valid gpus, no two services on one GPU
+    unless both share); it needs no facts, so render and deploy make the same one."""
+    try:
+        plan = gpu.assign([s for s in services if s.get("name")], catalog)
+    except gpu.GpuError as exc:
+        return result("inventory.gpus", "host", FAIL, "valid gpus, distinct or shared GPUs",
+                      "conflicting or invalid", str(exc))
+    return result("inventory.gpus", "host", PASS, "valid gpus, distinct or shared GPUs",
+                  describe_plan(plan) or "no GPU service")
+
+
+def describe_plan(plan: Mapping[str, Mapping[str, Any]]) -> str:
+    return "; ".join(f"{name} -> GPU {', '.join(map(str, item['devices']))}"
+                     if item["devices"] != gpu.ALL else f"{name} -> all GPUs"
+                     for name, item in plan.items())
+
+
+def clock_check(facts: Mapping[str, Any], thresholds: Mapping[str, Any]) -> dict[str, Any]:
+    """The clock in MHz as measured, against the minimum in MHz, with the source named.
+
+    A hypervisor shows a host's nominal clock in /proc/cpuinfo as measured by the guest
+    kernel (2596.146 MHz for a 2.6 GHz part), so a reading within clock_tolerance below
+    the minimum counts as the minimum, with a note; anything lower fails.
+    """
+    min_mhz = float(thresholds.get("min_ghz", 2.6)) * 1000
+    tolerance = float(thresholds.get("clock_tolerance", 0.005))
+    mhz = float(facts.get("cpu_max_mhz") or 0)
+    source = facts.get("cpu_mhz_source", "unknown")
+    expected = f">= {min_mhz:.0f} MHz"
+    observed = f"{mhz:.0f} MHz ({source})"
+    if mhz >= min_mhz:
+        return result("host.cpu_clock", "host", PASS, expected, observed)
+    if mhz >= min_mhz * (1 - tolerance):
+        return result("host.cpu_clock", "host", PASS, expected, observed,
+                      f"{mhz:.3f} MHz is within {tolerance * 100:g} % of {min_mhz:.0f} MHz: "
+                      "read as that nominal clock (a hypervisor's measured reading)")
+    return result("host.cpu_clock", "host", FAIL, expected, observed,
+                  f"the CPU runs below {min_mhz:.0f} MHz (more than {tolerance * 100:g} % "
+                  "under it): use a faster host, or waive host.cpu_clock with a "
+                  "justification")
+
+
+def gpu_checks(facts: Mapping[str, Any], services: list[Mapping[str, Any]],
+               catalog: Mapping[str, Any]) -> list[dict]:
+    """GPUs of the host against the host's GPU assignment: enough of them, enough memory
+    on each for the services on it (summed when they share), the driver answering and
+    the engine able to hand them over. Nothing for a host without GPU services."""
+    try:
+        plan = gpu.assign(services, catalog)
+    except gpu.GpuError:
+        return []  # inventory.gpus reports it, before any host is contacted
+    if not plan:
+        return []
+    out = []
+    host_gpus = {int(g.get("index", i)): g for i, g in enumerate(facts.get("gpus") or [])}
+    driver = facts.get("gpu_driver")
+    out.append(result("host.gpu_driver", "host", PASS if driver else FAIL,
+                      "nvidia-smi answers", f"driver {driver}" if driver else
+                      "nvidia-smi missing or failing",
+                      "" if driver else "install the NVIDIA driver on the host so that "
+                      "nvidia-smi lists its GPUs, then " + gpu.FIX_TOOLKIT))
+    needed = gpu.gpus_needed(plan)
+    enough = len(host_gpus) >= needed
+    out.append(result("host.gpu_count", "host", PASS if enough else FAIL,
+                      f">= {needed} GPU(s) ({describe_plan(plan)})", f"{len(host_gpus)}",
+                      "" if enough else
+                      f"the services need {needed} GPU(s), the host has {len(host_gpus)}: "
+                      "move a GPU service to another host, let services share "
+                      "(gpu_shared: true on each), ask for fewer (gpus: 1), or add GPUs"))
+    need = gpu.memory_per_gpu(plan, sorted(host_gpus))
+    for name, item in plan.items():
+        vendor = catalog[next(s["catalog"] for s in services if s["name"] == name)]["gpu"].get(
+            "vendor", "nvidia")
+        indices = sorted(host_gpus) if item["devices"] == gpu.ALL else item["devices"]
+        wanted, seen, short = [], [], []
+        for index in indices:
+            total, names = need.get(index, (item["memory_mb"], [name]))
+            together = f" with {', '.join(n for n in names if n != name)}" if len(names) > 1 \
+                else ""
+            wanted.append(f"GPU {index} >= {format_mb(total)}{together}")
+            have = host_gpus.get(index)
+            if have is None:
+                seen.append(f"GPU {index} absent")
+                short.append(index)
+                continue
+            seen.append(f"GPU {index} {have['name']} {format_mb(have['memory_mb'])}")
+            if have["memory_mb"] < total:
+                short.append(index)
+        if not indices:
+            seen, short = ["no GPU"], [None]
+        out.append(result("host.gpu", name, FAIL if short else PASS,
+                          f"{vendor} " + ("; ".join(wanted) or "GPU"), "; ".join(seen),
+                          "" if not short else
+                          "not enough GPU memory or GPUs: give the service another GPU "
+                          "(gpus: [N]), stop sharing, or move it to a host with larger GPUs"))
+    out.append(runtime_check(facts, plan))
+    return out
+
+
+def runtime_check(facts: Mapping[str, Any], plan: Mapping[str, Mapping[str, Any]]) -> dict:
+    """podman hands GPUs over through CDI: every device the units name must be in a CDI
+    spec (/etc/cdi, /var/run/cdi); docker through --gpus: the NVIDIA hook or runtime."""
+    if facts.get("engine", "podman") == "docker":
+        runtimes = facts.get("docker_runtimes") or []
+        hook = facts.get("nvidia_hook")
+        ok = bool(hook) or "nvidia" in runtimes
+        return result("host.gpu_runtime", "host", PASS if ok else FAIL,
+                      "docker --gpus (nvidia-container-runtime-hook or the nvidia runtime)",
+                      hook or ("runtimes " + ", ".join(runtimes) if runtimes else "neither"),
+                      "" if ok else gpu.FIX_DOCKER)
+    known = set(facts.get("cdi_devices") or [])
+    wanted = sorted({device for item in plan.values() for device in gpu.podman_devices(item)})
+    missing = [device for device in wanted if device not in known]
+    specs = facts.get("cdi_specs") or []
+    return result("host.gpu_runtime", "host", FAIL if missing else PASS,
+                  f"CDI devices {', '.join(wanted)}",
+                  (f"in {', '.join(specs)}" if not missing else
+                   f"{', '.join(missing)} in no CDI spec"
+                   + (f" (specs: {', '.join(specs)})" if specs else
+                      " (no spec in /etc/cdi or /var/run/cdi)")),
+                  "" if not missing else f"podman hands GPUs over through CDI: {gpu.FIX_TOOLKIT}")
 
 
 def frontdoor_checks(services: list[Mapping[str, Any]], route_options: Mapping[str, Any],
@@ -314,11 +444,7 @@ def host_checks(facts: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
     arch = facts.get("architecture")
     out.append(result("host.architecture", "host", PASS if arch == "x86_64" else FAIL,
                       "x86_64", arch))
-    min_mhz = float(thresholds.get("min_ghz", 2.6)) * 1000
-    mhz = float(facts.get("cpu_max_mhz") or 0)
-    out.append(result("host.cpu_clock", "host", PASS if mhz >= min_mhz else FAIL,
-                      f">= {min_mhz / 1000:.2f} GHz",
-                      f"{mhz / 1000:.2f} GHz ({facts.get('cpu_mhz_source', 'unknown')})"))
+    out.append(clock_check(facts, thresholds))
     flags = set(facts.get("cpu_flags") or [])
     total_cores, total_memory = 0.0, 0
     for service in services:
@@ -367,14 +493,7 @@ def host_checks(facts: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
     for path, free in sorted(disk_free.items()):
         out.append(result("host.disk", path, FAIL if path in short else PASS,
                           f">= {format_mb(need_disk)}", format_mb(free)))
-    for service in services:
-        gpu = catalog[service["catalog"]].get("gpu")
-        if gpu:
-            good = [g for g in facts.get("gpus") or [] if g["memory_mb"] >= gpu["memory_mb"]]
-            out.append(result("host.gpu", service["name"], PASS if good else FAIL,
-                              f"{gpu.get('vendor', 'nvidia')} GPU >= {format_mb(gpu['memory_mb'])}",
-                              ", ".join(f"{g['name']} {format_mb(g['memory_mb'])}"
-                                        for g in facts.get("gpus") or []) or "no GPU"))
+    out.extend(gpu_checks(facts, services, catalog))
     version = facts.get("engine_version")
     out.append(result("host.engine", "host", PASS if version else FAIL,
                       facts.get("engine", "podman"), version or "not installed"))

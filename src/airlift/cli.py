@@ -77,6 +77,15 @@ def send_traffic(hosts: list[str], requests: int) -> int:
     return EXIT_OK
 
 
+def cmd_lab_gpu(args: argparse.Namespace) -> int:
+    lab.fake_gpu(args.host, spec=not args.remove and not args.no_spec,
+                 driver=not args.remove)
+    state = ("removed" if args.remove else
+             "nvidia-smi only, no CDI spec" if args.no_spec else "CDI spec and nvidia-smi")
+    print(f"lab: fake GPU on {args.host}: {state}")
+    return 0
+
+
 def cmd_lab_traffic(args: argparse.Namespace) -> int:
     if args.requests < 1 or args.hosts < 1:
         print("airlift: --requests and --hosts must be at least 1", file=sys.stderr)
@@ -191,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     lab_verbs.add_parser("status", help="list lab hosts").set_defaults(func=cmd_lab_status)
     lab_verbs.add_parser("reap", help="remove airlift-* containers whose processes are gone"
                          ).set_defaults(func=cmd_lab_reap)
+    gpu_parser = lab_verbs.add_parser(
+        "gpu", help="give a lab host a fake NVIDIA GPU (CDI spec, device node, nvidia-smi)")
+    gpu_parser.add_argument("host", help="a running lab host, e.g. airlift-lab-1")
+    gpu_parser.add_argument("--no-spec", action="store_true",
+                            help="only nvidia-smi: no CDI spec (preflight must refuse)")
+    gpu_parser.add_argument("--remove", action="store_true", help="take the fake GPU away")
+    gpu_parser.set_defaults(func=cmd_lab_gpu)
     traffic_parser = lab_verbs.add_parser(
         "traffic", help="send metered requests to the demo's services through the front door")
     traffic_parser.add_argument("--hosts", type=int, default=3, help="first N lab hosts (3)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airlift import frontdoor
+from airlift import frontdoor, gpu
 from airlift.units import to_mb
 
 ANY_ADDRESS = ("0.0.0.0", "::", "")
@@ -37,9 +37,36 @@ def mount_settings(entry: Mapping[str, Any]) -> dict[str, str]:
             for setting in mount.get("settings") or []}
 
 
+def gpu_plan(services: Iterable[Mapping[str, Any]],
+             catalog: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The host's GPU assignment (airlift.gpu), once for all its services."""
+    try:
+        return gpu.assign(services, catalog)
+    except gpu.GpuError as exc:
+        raise DeployError(str(exc)) from exc
+
+
+def gpu_options(item: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """A service's GPUs as each rendering hands them over: podman's CDI devices, docker's
+    --gpus, the compose device reservation and the Kubernetes count."""
+    if not item:
+        return None
+    every = item["devices"] == gpu.ALL
+    return {**item,
+            "podman_devices": gpu.podman_devices(item),
+            "docker_gpus": gpu.docker_gpus(item),
+            # Kubernetes schedules by count; `all` asks for one (see README, GPU services).
+            "k8s_count": 1 if every else item["count"],
+            "compose": {"driver": "nvidia", "capabilities": ["gpu"],
+                        **({"count": "all"} if every else
+                           {"device_ids": [str(i) for i in item["devices"]]})}}
+
+
 def describe(service: Mapping[str, Any], entry: Mapping[str, Any],
-             default_ready_timeout: int, shared_dir: str = SHARED_DIR) -> dict[str, Any]:
-    """What every rendering of a service shares (systemd, Kubernetes, compose)."""
+             default_ready_timeout: int, shared_dir: str = SHARED_DIR,
+             gpus: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What every rendering of a service shares (systemd, Kubernetes, compose); `gpus`
+    is the service's item of the host's gpu_plan."""
     memory_mb = to_mb(service.get("memory") or entry["memory"]["minimum"])
     return {
         "name": service["name"],
@@ -56,6 +83,7 @@ def describe(service: Mapping[str, Any], entry: Mapping[str, Any],
                      **(service.get("settings") or {})},
         "mounts": mounts(service, entry, shared_dir),
         "owner": entry.get("mount_owner") or 0,
+        "gpu": gpu_options(gpus),
     }
 
 
@@ -65,8 +93,9 @@ def describe_all(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, An
     """Every service described, dependencies first when `address` (how one reaches a
     service it needs on this target, see frontdoor.dependencies) is given."""
     services = list(services)
+    plan = gpu_plan(services, catalog)
     described = [describe(service, catalog[service["catalog"]], default_ready_timeout,
-                          shared_dir)
+                          shared_dir, plan.get(service["name"]))
                  for service in services]
     if address is None:
         return described
@@ -101,6 +130,7 @@ def units(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
         needs = frontdoor.dependencies(services, catalog, address_host=bridge_address)
     except frontdoor.FrontdoorError as exc:
         raise DeployError(str(exc)) from exc
+    plan = gpu_plan(services, catalog)
     by_name, problems = {}, []
     for service in services:
         name, entry = service["name"], catalog[service["catalog"]]
@@ -114,7 +144,8 @@ def units(services: Iterable[Mapping[str, Any]], catalog: Mapping[str, Any],
                             "(run playbooks/distribute.yml first)")
         if image is None or lic is None:
             continue
-        described = describe(service, entry, default_ready_timeout, shared_dir)
+        described = describe(service, entry, default_ready_timeout, shared_dir,
+                             plan.get(name))
         need = needs[name]
         publish = [f"{bind_address}:{service['port']}"]
         if need["needed_by"] and bind_address not in ANY_ADDRESS:

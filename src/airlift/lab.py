@@ -263,6 +263,11 @@ def ensure_simulator_images(version: str = "1.0", services: Iterable[str] | None
         recipe = recipe_hash([sim_dir / "simulator.py", sim_dir / "Containerfile"],
                              base, version, repr(sorted(spec.items())))
         ref = sim_image_ref(service, version)
+        plain_recipe = recipe
+        if spec.get("gpu_device"):
+            # A GPU type: the plain image plus the wrapper that needs the device.
+            recipe = recipe_hash([sim_dir / "sim_gpu.py", sim_dir / "Containerfile.gpu"],
+                                 plain_recipe)
         if force or not _has_recipe(ref, recipe):
             say(f"building simulator image {ref}")
             build_args = {
@@ -271,7 +276,10 @@ def ensure_simulator_images(version: str = "1.0", services: Iterable[str] | None
                 "WARMUP_SECONDS": spec["warmup_seconds"], "IMAGE_VERSION": version,
                 "RUN_AS": spec["user"], "REQUIRES": spec.get("requires", ""),
             }
-            _build(sim_dir / "Containerfile", sim_dir, ref, build_args, recipe)
+            _build(sim_dir / "Containerfile", sim_dir, ref, build_args, plain_recipe)
+            if spec.get("gpu_device"):
+                _build(sim_dir / "Containerfile.gpu", sim_dir, ref,
+                       {"FROM_IMAGE": ref, "GPU_DEVICE": spec["gpu_device"]}, recipe)
         if padding_mb:
             ref = _ensure_padded(ref, recipe, padding_mb, service, version)
         built.append(SimImage(service, ref, recipe))
@@ -423,3 +431,33 @@ def down() -> list[str]:
 def stop(names: Iterable[str]) -> None:
     for name in names:
         podman.run(["stop", "--time", "10", name])
+
+
+# -- a fake GPU on one lab host -------------------------------------------------------
+
+FAKE_GPU_SPEC = "/etc/cdi/airlift-fake-gpu.yaml"
+FAKE_GPU_NODE = "/dev/nvidia0-fake"
+FAKE_NVIDIA_SMI = "/usr/local/bin/nvidia-smi"
+
+
+def fake_gpu(host: str, spec: bool = True, driver: bool = True) -> None:
+    """Give a running lab host a fake NVIDIA GPU, or take (parts of) it away.
+
+    `spec` places the CDI spec for nvidia.com/gpu and its harmless device node (a char
+    device with /dev/null's numbers); `driver` places a fake nvidia-smi. Either false
+    removes that part, so a test can show preflight refusing a host without the spec.
+    """
+    if podman.container_state(host) != "running":
+        raise LabError(f"{host} is not running: start it with `airlift lab up`")
+    files = lab_dir() / "gpu"
+    if spec:
+        podman.run(["exec", host, "sh", "-c", f"test -c {FAKE_GPU_NODE} || mknod -m 666 "
+                    f"{FAKE_GPU_NODE} c 1 3; mkdir -p /etc/cdi"])
+        podman.run(["cp", str(files / "airlift-fake-gpu.yaml"), f"{host}:{FAKE_GPU_SPEC}"])
+    else:
+        podman.run(["exec", host, "rm", "-f", FAKE_GPU_SPEC, FAKE_GPU_NODE])
+    if driver:
+        podman.run(["cp", str(files / "nvidia-smi"), f"{host}:{FAKE_NVIDIA_SMI}"])
+        podman.run(["exec", host, "chmod", "755", FAKE_NVIDIA_SMI])
+    else:
+        podman.run(["exec", host, "rm", "-f", FAKE_NVIDIA_SMI])
