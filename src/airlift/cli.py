@@ -19,6 +19,7 @@ from airlift import (
     cli_playbooks,
     lab,
     podman,
+    runner,
     traffic,
     usage,
     usage_report,
@@ -136,7 +137,7 @@ def run_playbook(playbook: str, inventory: str, extra: Sequence[str] = ()) -> in
     """Run a playbook from the project root, printing the equivalent command first."""
     cmd = ["ansible-playbook", "-i", inventory, playbook, *extra]
     print(f"+ {shlex.join(cmd)}", flush=True)
-    env = podman.environment()
+    env = runner.with_own_bin(podman.environment())
     env.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
     return subprocess.run(cmd, cwd=project_root(), env=env, check=False).returncode
 

@@ -413,13 +413,26 @@ def rotate(reports: Path, keep: int = KEEP_ARTIFACTS) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def with_own_bin(env: dict[str, str]) -> dict[str, str]:
+    """ENV with this interpreter's folder first on PATH.
+
+    Ansible is installed beside the interpreter running airlift (the venv's bin), which
+    is on PATH only when the venv is activated: `.venv/bin/airlift` alone must still find
+    `ansible` and `ansible-playbook`, and the very ones of its own venv. The folder is
+    taken as given, not resolved: a venv's python is a link to the system's.
+    """
+    own = os.path.dirname(os.path.abspath(sys.executable))
+    parts = [part for part in env.get("PATH", os.defpath).split(os.pathsep) if part]
+    return {**env, "PATH": os.pathsep.join([own, *(part for part in parts if part != own)])}
+
+
 def environment() -> dict[str, str]:
     """The run's environment: the operator's, with the settings airlift relies on.
 
     Host key checking stays on unless ANSIBLE_HOST_KEY_CHECKING says otherwise:
     ansible-runner would turn it off, and the printed ansible-playbook line checks.
     """
-    env = dict(os.environ)
+    env = with_own_bin(dict(os.environ))
     env.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
     env.setdefault("CONTAINERS_CONF", str(project_root() / "lab" / "containers.conf"))
     env.setdefault("ANSIBLE_HOST_KEY_CHECKING", "True")
