@@ -330,6 +330,24 @@ def one_line(text: Any, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def check_files(run: PlaybookRun) -> None:
+    """Refuse, naming the fix, a file the run is given that is not there.
+
+    Ansible would otherwise stop on the first with its own words (a missing vault password
+    file reads as an inventory that does not parse). Relative paths are taken from the
+    project root, where the run starts, as the inventory's are.
+    """
+    given = [(extra[1:], "extra variables file (-e @FILE)", "a YAML or JSON file of variables")
+             for extra in run.extra_vars if extra.startswith("@")]
+    if run.vault_password_file:
+        given.append((run.vault_password_file, "vault password file",
+                      "the file holding the vault password"))
+    for path, what, fix in given:
+        if not (project_root() / path).is_file():
+            raise ValueError(f"{what} {path} not found: give {fix} (a relative path is taken "
+                             f"from {project_root()})")
+
+
 def target_hosts(run: PlaybookRun, env: dict[str, str]) -> list[str]:
     """Hosts the run targets (its pattern, after --limit); also proves the inventory parses.
 
@@ -450,6 +468,7 @@ def execute(run: PlaybookRun, out: IO[str] | None = None,
     env = environment()
     out.write(f"+ {run.equivalent()}\n")
     try:
+        check_files(run)
         hosts = target_hosts(run, env)
     except ValueError as exc:
         out.write(f"airlift: {exc}\n")
