@@ -66,7 +66,7 @@ def test_whole_site_down_still_writes_the_report_listing_every_host(tmp_path, li
                  "airlift_report_dir": str(tmp_path / "reports"),
                  "airlift_services": [{"name": "sentiment", "catalog": "sim-sentiment",
                                        "port": 5000}]},
-        "hosts": dict.fromkeys(GHOSTS, {})}}))
+        "hosts": {host: {} for host in GHOSTS}}}))
     proc = playbook(inventory, *limit)
     expected = list(GHOSTS[1:] if limit else GHOSTS)
     assert proc.returncode == 4, proc.stdout[-3000:]     # Ansible's exit for unreachable
