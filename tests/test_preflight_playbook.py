@@ -87,6 +87,15 @@ def test_whole_site_down_still_writes_the_report_listing_every_host(tmp_path, li
         assert f"- {host}: host did not report: unreachable" in markdown
 
 
+def test_empty_report_folder_is_refused_before_any_host(tmp_path):
+    """Empty, every report of the run would go to /<run id> on the controller."""
+    proc = playbook(f"{GHOSTS[0]},", "-e", "ansible_connection=containers.podman.podman",
+                    "-e", "airlift_eula=accept", "-e", "airlift_report_dir=")
+    assert proc.returncode != 0
+    assert "set airlift_report_dir to the controller folder for reports" in proc.stdout
+    assert "UNREACHABLE" not in proc.stdout
+
+
 @pytest.fixture(scope="module")
 def hosts():
     lab.up(2)
