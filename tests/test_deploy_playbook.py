@@ -197,3 +197,25 @@ def test_port_taken_by_another_program_stops_the_rollout_before_any_unit(fleet):
         assert "airlift-second" not in on(host, "podman", "ps", "--format", "{{.Names}}")
     finally:
         on(host, "systemctl", "stop", "squatter", check=False)
+
+
+def recap_of(output: str) -> dict[str, str]:
+    return {line.split()[0]: line for line in output.splitlines() if " : ok=" in line}
+
+
+def test_host_down_does_not_stop_deploy_or_health_of_the_others(fleet):
+    """A host that vanishes: deploy and health go on with the others (no canary group in
+    the lab), the host is counted unreachable (exit 4), the others change nothing."""
+    down, up = fleet[1], fleet[0]
+    lab.stop([down])
+    try:
+        for playbook in ("playbooks/deploy.yml", "playbooks/verify.yml"):
+            proc = run(playbook, *limit(fleet))
+            assert proc.returncode == 4, proc.stdout[-3000:]
+            recaps = recap_of(proc.stdout)
+            assert "unreachable=1" in recaps[down]
+            assert "failed=0" in recaps[up] and "unreachable=0" in recaps[up]
+            assert "changed=0" in recaps[up]
+    finally:
+        lab.up(len(fleet))
+    wait_ready(down, 5000)
