@@ -245,3 +245,25 @@ def test_gpu_service_gets_its_cdi_device_and_a_host_without_the_spec_is_refused(
     assert podman.run(["exec", host, "test", "-e", "/etc/systemd/system/airlift-gsum.service"],
                       check=False).returncode != 0
     assert "airlift-gsum" not in on(host, "podman", "ps")
+
+
+def recap_of(output: str) -> dict[str, str]:
+    return {line.split()[0]: line for line in output.splitlines() if " : ok=" in line}
+
+
+def test_host_down_does_not_stop_deploy_or_health_of_the_others(fleet):
+    """A host that vanishes: deploy and health go on with the others (no canary group in
+    the lab), the host is counted unreachable (exit 4), the others change nothing."""
+    down, up = fleet[1], fleet[0]
+    lab.stop([down])
+    try:
+        for playbook in ("playbooks/deploy.yml", "playbooks/verify.yml"):
+            proc = run(playbook, *limit(fleet))
+            assert proc.returncode == 4, proc.stdout[-3000:]
+            recaps = recap_of(proc.stdout)
+            assert "unreachable=1" in recaps[down]
+            assert "failed=0" in recaps[up] and "unreachable=0" in recaps[up]
+            assert "changed=0" in recaps[up]
+    finally:
+        lab.up(len(fleet))
+    wait_ready(down, 5000)

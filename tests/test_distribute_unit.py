@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import flat, run_playbook
 
 from airlift import catalog, distribute
 
@@ -152,3 +153,27 @@ def test_transfer_headroom_defaults_to_preflights(monkeypatch):
     action, connection, _ = image_action(monkeypatch, free)
     assert action.run(task_vars={})["failed"] is True
     assert not connection.put_file.called
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    ("airlift_distribute_public_key=",
+     "set airlift_distribute_public_key to the Ed25519 public key (PEM file) delivered "
+     "to the bastion with the bundle"),
+    ("airlift_distribute_public_key=.",
+     "set airlift_distribute_public_key to the Ed25519 public key (PEM file) delivered "
+     "to the bastion with the bundle: . is not a file"),
+    ("airlift_distribute_public_key=README.md airlift_distribute_staging_dir= "
+     "airlift_distribute_bundle_dir=",
+     "set airlift_distribute_bundle_dir to the bundle folder carried across the gap; "
+     "set airlift_distribute_staging_dir to the host folder archives wait in")])
+def test_unset_public_key_is_refused_naming_the_variable_before_any_host(extra, named):
+    """The role's default key is empty; a folder is no key; an empty host folder would
+    put archives under /. The host is not a container at all, so contacting it would show
+    as UNREACHABLE."""
+    proc = run_playbook("playbooks/distribute.yml", "-e",
+                        "ansible_connection=containers.podman.podman", "-e", extra,
+                        inventory="airlift-ghost-1,")
+    assert proc.returncode != 0
+    assert named in flat(proc.stdout)
+    assert "Is a directory" not in proc.stdout
+    assert "UNREACHABLE" not in proc.stdout

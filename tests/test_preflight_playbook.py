@@ -67,6 +67,51 @@ def test_sixteen_cores_on_this_machine_fails_with_expected_and_observed(tmp_path
     assert "inventory localhost," in " ".join(html.split())
 
 
+GHOSTS = ("airlift-ghost-a", "airlift-ghost-b")   # inventory hosts that are no container
+
+
+@pytest.mark.parametrize("limit", [(), ("--limit", GHOSTS[1])],
+                         ids=["every-host-down", "limit-to-a-down-host"])
+def test_whole_site_down_still_writes_the_report_listing_every_host(tmp_path, limit):
+    """Every targeted host unreachable (or --limit naming only such hosts): Ansible used
+    to end the playbook before the report play, leaving no report. Nothing here is a
+    lab host: podman exec into a container that does not exist is unreachable."""
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {
+        "vars": {"ansible_connection": "containers.podman.podman", "airlift_eula": "accept",
+                 "airlift_report_dir": str(tmp_path / "reports"),
+                 "airlift_services": [{"name": "sentiment", "catalog": "sim-sentiment",
+                                       "port": 5000}]},
+        "hosts": {host: {} for host in GHOSTS}}}))
+    proc = playbook(inventory, *limit)
+    expected = list(GHOSTS[1:] if limit else GHOSTS)
+    assert proc.returncode == 4, proc.stdout[-3000:]     # Ansible's exit for unreachable
+    for host in expected:
+        assert recap(proc.stdout, host)["unreachable"] == 1
+    folder = latest_report(tmp_path / "reports")
+    report = json.loads((folder / "compliance.json").read_text())
+    assert list(report["hosts"]) == expected
+    assert {host: entry["status"] for host, entry in report["hosts"].items()} == dict.fromkeys(
+        expected, "UNREPORTED")
+    assert report["summary"]["hosts"] == {"PASS": 0, "FAIL": 0, "UNREPORTED": len(expected)}
+    junit = ET.parse(folder / "compliance.junit.xml").getroot()
+    assert {suite.get("name"): suite.get("errors") for suite in junit} == dict.fromkeys(
+        expected, "1")
+    markdown = (folder / "compliance.md").read_text()
+    for host in expected:
+        assert f"| {host} | UNREPORTED |" in markdown
+        assert f"- {host}: host did not report: unreachable" in markdown
+
+
+def test_empty_report_folder_is_refused_before_any_host(tmp_path):
+    """Empty, every report of the run would go to /<run id> on the controller."""
+    proc = playbook(f"{GHOSTS[0]},", "-e", "ansible_connection=containers.podman.podman",
+                    "-e", "airlift_eula=accept", "-e", "airlift_report_dir=")
+    assert proc.returncode != 0
+    assert "set airlift_report_dir to the controller folder for reports" in proc.stdout
+    assert "UNREACHABLE" not in proc.stdout
+
+
 @pytest.fixture(scope="module")
 def hosts():
     lab.up(2)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import EXAMPLE_VAULT, ROOT
+from conftest import EXAMPLE_VAULT, ROOT, flat
 
 from airlift.units import to_mb
 
@@ -179,3 +179,43 @@ def test_conflicting_gpus_stop_the_render_naming_the_fix(tmp_path):
     assert ("sum and sum2 both ask for GPU 0: give each its own (gpus: [N]) or set "
             "gpu_shared: true on both") in " ".join(proc.stdout.split())
     assert not list(tmp_path.rglob("*.yml"))
+
+
+def render(out, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(["ansible-playbook", "-i", "inventories/example", *EXAMPLE_VAULT,
+                           "playbooks/render.yml", "-e", f"airlift_render_dir={out}", *extra],
+                          capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+
+
+@pytest.mark.parametrize(("eula", "services", "messages"), [
+    ("Accept", [{"name": "a", "catalog": "sentiment", "port": 5000, "cpus": -1},
+                {"name": "b", "catalog": "sentiment", "port": 5000, "cpus": 0},
+                {"name": "c", "catalog": "nope", "port": 5002}],
+     ["inventory.eula [host]", "set airlift_eula: accept in the inventory",
+      "fix cpus -1 (use a positive number)", "fix cpus 0 (use a positive number)",
+      "give each service its own port; repeated: 5000",
+      "unknown catalog entry 'nope'; valid: ",
+      "(or add it with airlift_catalog_overrides)"]),
+    ("", [{"name": "sentiment", "catalog": "sentiment", "port": 5000}],
+     ["set airlift_eula: accept in the inventory"]),
+])
+def test_render_refuses_what_preflight_and_deploy_refuse_before_writing(tmp_path, eula,
+                                                                        services, messages):
+    """Before: `Eula=Accept` and `cpu: "-1"` were written, cpus 0 became the catalog
+    minimum, a port clash landed in one compose file, an unknown name crashed a filter."""
+    out = tmp_path / "rendered"
+    proc = render(out, "-e", json.dumps({"airlift_eula": eula, "airlift_services": services}))
+    assert proc.returncode != 0
+    text = flat(proc.stdout)
+    for message in messages:
+        assert message in text, proc.stdout[-3000:]
+    assert "Stop the run if any host's inventory is wrong" in proc.stdout
+    assert not out.exists()   # not a folder, not a file
+
+
+def test_render_refuses_an_empty_folder_naming_the_variable(tmp_path):
+    proc = render("")
+    assert proc.returncode != 0
+    assert "set airlift_render_dir to the controller folder for the renderings" in proc.stdout
+    assert "Create the host's rendering folder" not in proc.stdout

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import run_playbook
+from conftest import flat, run_playbook
 from test_deploy_playbook import http, on, wait_ready
 
 from airlift import lab
@@ -65,6 +65,17 @@ def new_bundle(fleet, tmp_path_factory):
     assert proc.returncode == 0, proc.stdout[-3000:]
     return {"airlift_distribute_bundle_dir": str(bundle),
             "airlift_catalog_overrides": {"sim-sentiment": {"image": NEW_REF}}}
+
+
+def test_unset_public_key_is_refused_before_the_rollback_point(fleet):
+    """Inside the rollout's block the refusal would run the rescue on the host."""
+    proc = run_playbook("playbooks/rotate.yml", *limit(fleet[:1]),
+                        "-e", "airlift_distribute_public_key=")
+    assert proc.returncode != 0
+    assert ("set airlift_distribute_public_key to the Ed25519 public key (PEM file) "
+            "delivered to the bastion with the bundle") in flat(proc.stdout)
+    assert "Save the rollback point" not in proc.stdout
+    assert "Wait until no airlift service" not in proc.stdout
 
 
 def test_failed_rotation_rolls_the_host_back_and_stops_before_the_next(fleet, new_bundle):

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import shlex
+import sys
 import types
 from pathlib import Path
 
@@ -369,3 +370,26 @@ def test_a_preflight_run_prints_the_compliance_page_to_open(project):
     assert f"compliance report, open in a browser: {page}" in out
     assert "open in a browser" not in execute(inventory=str(project / "hosts.yml"),
                                               run_id="20260101T000001Z")[1]
+
+
+def test_ansible_is_found_beside_the_interpreter_outside_an_activated_venv(project,
+                                                                            monkeypatch):
+    """`.venv/bin/airlift stage` without `activate`: PATH lacks the venv's bin, where
+    ansible and ansible-playbook are; both the host listing and the run must find them."""
+    bare = "/usr/local/bin:/usr/bin:/bin"
+    assert not any((Path(part) / "ansible").exists() for part in bare.split(":"))
+    monkeypatch.setenv("PATH", bare)
+    (project / "play.yml").write_text("""
+- name: Run outside an activated venv
+  hosts: all
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: The run itself started
+      ansible.builtin.debug:
+        msg: ran
+""")
+    rc, out = execute("play.yml", runner_=None, inventory="localhost,")
+    assert rc == runner.EXIT_OK, out
+    assert "1 ok, 0 failed, 0 unreachable of 1 host(s)" in out
+    assert runner.environment()["PATH"].split(":")[0] == str(Path(sys.executable).parent)

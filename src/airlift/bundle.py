@@ -42,6 +42,10 @@ class BundleError(RuntimeError):
     """The bundle cannot be built or read; the message names the fix."""
 
 
+PUBLIC_KEY_FIX = ("give the .pub file of the signing key pair (made by `airlift bundle keygen`), "
+                  "delivered to the bastion apart from the bundle")
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -55,7 +59,14 @@ def sha256_file(path: Path) -> str:
 
 def keygen(out_dir: Path, name: str = "bundle-signing") -> tuple[Path, Path]:
     """Write a new Ed25519 key pair; the private key is 0600 and never overwritten."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise BundleError(f"{out_dir} is a file, not a folder: give a folder for the key pair "
+                          "(it is made if missing)") from exc
+    except OSError as exc:
+        raise BundleError(f"cannot make the folder {out_dir} ({exc.strerror}): give a folder "
+                          "you can write for the key pair") from exc
     private, public = out_dir / f"{name}.key", out_dir / f"{name}.pub"
     if private.exists() or public.exists():
         raise BundleError(f"{private} or {public} exists already: keep it, or remove it first")
@@ -86,9 +97,11 @@ def load_public_key(path: Path) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except (OSError, ValueError) as exc:
-        raise BundleError(f"cannot read the public key {path}: {exc}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) else "not a PEM public key"
+        raise BundleError(f"cannot read the public key {path} ({reason}): {PUBLIC_KEY_FIX}"
+                          ) from exc
     if not isinstance(key, Ed25519PublicKey):
-        raise BundleError(f"{path} is not an Ed25519 public key")
+        raise BundleError(f"{path} is not an Ed25519 public key: {PUBLIC_KEY_FIX}")
     return key
 
 
@@ -183,6 +196,23 @@ def build_manifest(root: Path, images: Iterable[dict[str, Any]],
     }
 
 
+def read_manifest(root: Path) -> dict[str, Any]:
+    """The bundle's manifest; a folder without a readable one is not a bundle."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text())
+    except FileNotFoundError as exc:
+        raise BundleError(f"no {MANIFEST} in {root}: give the bundle folder that "
+                          "`airlift stage` wrote (it holds manifest.json)") from exc
+    except OSError as exc:
+        raise BundleError(f"cannot read {root / MANIFEST} ({exc.strerror}): give the bundle "
+                          "folder that `airlift stage` wrote") from exc
+    except ValueError as exc:
+        raise BundleError(f"{root / MANIFEST} is not JSON: stage the bundle again") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{root / MANIFEST} is not a JSON object: stage the bundle again")
+    return manifest
+
+
 def write_signed(root: Path, manifest: dict[str, Any], key: Ed25519PrivateKey) -> None:
     data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     for name, content in ((MANIFEST, data),
@@ -194,12 +224,13 @@ def write_signed(root: Path, manifest: dict[str, Any], key: Ed25519PrivateKey) -
 
 def sign(root: Path, key_path: Path) -> dict[str, Any]:
     """(Re)sign an existing manifest after checking its files still match it."""
-    manifest = json.loads((root / MANIFEST).read_text())
+    manifest = read_manifest(root)
+    key = load_private_key(key_path)   # before hashing what may be many GB
     problems = check_files(root, manifest)
     if problems:
         raise BundleError("refusing to sign a bundle whose files do not match its manifest:\n"
                           + "\n".join(f"  - {p}" for p in problems))
-    write_signed(root, manifest, load_private_key(key_path))
+    write_signed(root, manifest, key)
     return manifest
 
 

@@ -112,6 +112,9 @@ def init(ca_dir: Path, common_name: str = "airlift offline CA",
          days: int = DEFAULT_CA_DAYS, now: dt.datetime | None = None) -> tuple[Path, Path]:
     """Make the CA key (0600) and self-signed certificate once; an existing CA is kept."""
     ca_dir = Path(ca_dir)
+    if ca_dir.exists() and not ca_dir.is_dir():
+        raise CAError(f"{ca_dir} is a file, not a folder: give --dir a folder for the CA "
+                      "(it is made if missing)")
     key_path, cert_path = ca_dir / CA_KEY, ca_dir / CA_CERT
     if key_path.exists() and cert_path.exists():
         load_ca(ca_dir)   # fails clearly if the pair is broken

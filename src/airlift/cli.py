@@ -19,6 +19,7 @@ from airlift import (
     cli_playbooks,
     lab,
     podman,
+    runner,
     traffic,
     usage,
     usage_report,
@@ -94,6 +95,14 @@ def cmd_lab_traffic(args: argparse.Namespace) -> int:
 
 
 def cmd_lab_images(args: argparse.Namespace) -> int:
+    # Checked before the host image: nothing is built for a command that cannot succeed.
+    if args.padding_mb < 0:
+        raise lab.LabError(f"--padding-mb {args.padding_mb} is negative: give 0 (no padding) "
+                           "or a size in MB")
+    unknown = sorted(set(args.service or ()) - set(lab.simulator_services()))
+    if unknown:
+        raise lab.LabError(f"unknown simulator service {', '.join(unknown)}: give one of "
+                           f"{', '.join(sorted(lab.simulator_services()))}")
     print(f"host image: {lab.ensure_host_image(force=args.force)}")
     images = lab.ensure_simulator_images(version=args.version, services=args.service or None,
                                          padding_mb=args.padding_mb, force=args.force)
@@ -117,6 +126,10 @@ def cmd_bundle_sign(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle_verify(args: argparse.Namespace) -> int:
+    # A folder that is no bundle is a wrong path (2), not a bundle that failed (1).
+    if not (Path(args.bundle) / bundle.MANIFEST).is_file():
+        raise bundle.BundleError(f"no {bundle.MANIFEST} in {args.bundle}: give the bundle "
+                                 "folder that `airlift stage` wrote (it holds manifest.json)")
     result = bundle.verify(Path(args.bundle), Path(args.public_key),
                            None if args.no_cache else bundle.default_hash_cache())
     if result.ok:
@@ -145,7 +158,7 @@ def run_playbook(playbook: str, inventory: str, extra: Sequence[str] = ()) -> in
     """Run a playbook from the project root, printing the equivalent command first."""
     cmd = ["ansible-playbook", "-i", inventory, playbook, *extra]
     print(f"+ {shlex.join(cmd)}", flush=True)
-    env = podman.environment()
+    env = runner.with_own_bin(podman.environment())
     env.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
     return subprocess.run(cmd, cwd=project_root(), env=env, check=False).returncode
 
@@ -272,6 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except podman.PodmanError as exc:
         print(f"airlift: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as exc:
+        # A path the verb could not use that no check above named: still one sentence.
+        print(f"airlift: cannot use {exc.filename or 'a path given'} ({exc.strerror}): "
+              "check the path given and its permissions", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -383,7 +383,7 @@ def reap(prefix: str = "airlift-") -> list[str]:
 def up(count: int = 3) -> list[str]:
     """Start `count` hosts; running ones are left alone, stopped ones are started."""
     if count < 1:
-        raise LabError("the lab needs at least one host")
+        raise LabError(f"{count} hosts: the lab needs at least one host, give a count of 1 or more")
     require_tools()
     image = ensure_host_image()
     changed = []

@@ -330,6 +330,24 @@ def one_line(text: Any, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
+def check_files(run: PlaybookRun) -> None:
+    """Refuse, naming the fix, a file the run is given that is not there.
+
+    Ansible would otherwise stop on the first with its own words (a missing vault password
+    file reads as an inventory that does not parse). Relative paths are taken from the
+    project root, where the run starts, as the inventory's are.
+    """
+    given = [(extra[1:], "extra variables file (-e @FILE)", "a YAML or JSON file of variables")
+             for extra in run.extra_vars if extra.startswith("@")]
+    if run.vault_password_file:
+        given.append((run.vault_password_file, "vault password file",
+                      "the file holding the vault password"))
+    for path, what, fix in given:
+        if not (project_root() / path).is_file():
+            raise ValueError(f"{what} {path} not found: give {fix} (a relative path is taken "
+                             f"from {project_root()})")
+
+
 def target_hosts(run: PlaybookRun, env: dict[str, str]) -> list[str]:
     """Hosts the run targets (its pattern, after --limit); also proves the inventory parses.
 
@@ -413,13 +431,26 @@ def rotate(reports: Path, keep: int = KEEP_ARTIFACTS) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def with_own_bin(env: dict[str, str]) -> dict[str, str]:
+    """ENV with this interpreter's folder first on PATH.
+
+    Ansible is installed beside the interpreter running airlift (the venv's bin), which
+    is on PATH only when the venv is activated: `.venv/bin/airlift` alone must still find
+    `ansible` and `ansible-playbook`, and the very ones of its own venv. The folder is
+    taken as given, not resolved: a venv's python is a link to the system's.
+    """
+    own = os.path.dirname(os.path.abspath(sys.executable))
+    parts = [part for part in env.get("PATH", os.defpath).split(os.pathsep) if part]
+    return {**env, "PATH": os.pathsep.join([own, *(part for part in parts if part != own)])}
+
+
 def environment() -> dict[str, str]:
     """The run's environment: the operator's, with the settings airlift relies on.
 
     Host key checking stays on unless ANSIBLE_HOST_KEY_CHECKING says otherwise:
     ansible-runner would turn it off, and the printed ansible-playbook line checks.
     """
-    env = dict(os.environ)
+    env = with_own_bin(dict(os.environ))
     env.setdefault("ANSIBLE_CONFIG", str(project_root() / "ansible.cfg"))
     env.setdefault("CONTAINERS_CONF", str(project_root() / "lab" / "containers.conf"))
     env.setdefault("ANSIBLE_HOST_KEY_CHECKING", "True")
@@ -437,6 +468,7 @@ def execute(run: PlaybookRun, out: IO[str] | None = None,
     env = environment()
     out.write(f"+ {run.equivalent()}\n")
     try:
+        check_files(run)
         hosts = target_hosts(run, env)
     except ValueError as exc:
         out.write(f"airlift: {exc}\n")

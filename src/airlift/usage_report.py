@@ -143,7 +143,8 @@ def load_commitment_file(path: str | os.PathLike[str]) -> object:
     try:
         return yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"commitment file {path}: {exc}") from exc
+        raise UsageError(f"commitment file {path}: {exc} (give a YAML file of service -> "
+                         "year -> purchased units)") from exc
 
 
 # -- merge -------------------------------------------------------------------------------
@@ -154,7 +155,9 @@ def read_report(path: Path) -> dict[str, Any]:
     try:
         report = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise UsageError(f"{file}: not a readable usage report ({exc})") from exc
+        raise UsageError(f"{file}: not a readable usage report ({exc}): give a run folder "
+                         "holding usage/usage-report.json, its usage folder, or the file"
+                         ) from exc
     if not isinstance(report, dict) or report.get("kind") != KIND:
         raise UsageError(f"{file}: not an airlift usage report")
     if report.get("schema_version") != SCHEMA_VERSION:
