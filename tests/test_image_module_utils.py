@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import airlift_images as ai
 import pytest
@@ -54,35 +55,39 @@ def test_only_a_dead_transfers_file_is_stale(age, open_on_host, locked, stale):
     assert ai.stale_partial(age, open_on_host, locked) is stale
 
 
-def aged(path, seconds):
+def written(path):
     path.write_bytes(b"half")
-    old = time.time() - seconds
-    os.utime(path, (old, old))
     return path
 
 
 def test_cleanup_removes_only_dead_transfers_and_never_a_live_ones_file(tmp_path):
     sha, other = "e" * 64, "f" * 64
-    dead = aged(tmp_path / ai.partial_name(sha, "1-dead"), 600)
-    recent = aged(tmp_path / ai.partial_name(sha, "2-live"), 3)
-    held_open = aged(tmp_path / ai.partial_name(sha, "3-open"), 600)
-    locked = aged(tmp_path / ai.partial_name(other, "4-loading"), 600)
+    dead = written(tmp_path / ai.partial_name(sha, "1-dead"))
+    held_open = written(tmp_path / ai.partial_name(sha, "3-open"))
+    locked = written(tmp_path / ai.partial_name(other, "4-loading"))
+    # A copy that sets its mtime back to the source's when done (podman cp, like tar)
+    # is still recent: its inode changed just now.
+    restamped = written(tmp_path / ai.partial_name(other, "5-restamped"))
+    time.sleep(1.2)
+    recent = written(tmp_path / ai.partial_name(sha, "2-live"))
+    os.utime(restamped, (1_000_000, 1_000_000))
     final = tmp_path / f"{sha}.tar"
     final.write_bytes(b"a kept archive")
+    young = sorted(str(p) for p in (recent, held_open, locked, restamped))
     with held_open.open("rb"), ai.ArchiveLock(str(tmp_path), other, "4-loading") as lock:
         assert lock.try_acquire()
         # Check mode locks and removes nothing, and answers the same.
-        assert ai.discard_stale_partials(str(tmp_path), "9-check", check_mode=True) == (
-            [str(dead)], sorted(str(p) for p in (recent, held_open, locked)))
+        assert ai.discard_stale_partials(str(tmp_path), "9-check", check_mode=True,
+                                         grace=1) == ([str(dead)], young)
         assert dead.exists()
-        discarded, kept = ai.discard_stale_partials(str(tmp_path), "9-cleanup")
+        discarded, kept = ai.discard_stale_partials(str(tmp_path), "9-cleanup", grace=1)
     assert discarded == [str(dead)] and not dead.exists()
-    assert kept == sorted(str(p) for p in (recent, held_open, locked))
-    assert recent.exists() and held_open.exists() and locked.exists() and final.exists()
+    assert kept == young
+    assert all(Path(path).exists() for path in young) and final.exists()
     assert not list(tmp_path.glob("*.lock"))          # the cleanup's own locks are gone
-    # Once the loading run is done, its stale leftover goes too.
-    assert ai.discard_stale_partials(str(tmp_path), "9-later")[0] == sorted(
-        str(p) for p in (held_open, locked))
+    # Once the loading run is done and the files lie untouched, they go too.
+    assert ai.discard_stale_partials(str(tmp_path), "9-later", now=time.time() + 5,
+                                     grace=1)[0] == young
 
 
 def test_a_second_run_waits_then_names_the_run_that_holds_the_lock(tmp_path):
@@ -225,6 +230,7 @@ class FakeModule:
         self.check_mode = check_mode
         self.params = {"engine": "podman", "src": None, "take_over": False,
                        "keep_archive": False, "run_id": "100-abcdef", "lock_timeout": 600,
+                       "stale_after": 120,
                        **params}
 
     def exit_json(self, **result):

@@ -29,7 +29,7 @@ from airlift.checks import transfer_refusal
 
 MODULE = "airlift_image"
 SYNC_ARGS = ("bundle_dir", "images", "engine", "staging_dir", "keep_archive", "state_file",
-             "disk_paths", "disk_headroom", "lock_timeout")
+             "disk_paths", "disk_headroom", "lock_timeout", "stale_after")
 # airlift_preflight_disk_headroom's default, for callers that do not pass one.
 DISK_HEADROOM = 1.5
 
@@ -61,8 +61,10 @@ class ActionModule(ActionBase):
               common: dict[str, Any], task_vars: dict[str, Any] | None) -> dict[str, Any]:
         """Query, refuse or transfer and load; the temp dir is removed by the caller."""
         images = args.get("images") or []
+        stale = {"stale_after": args["stale_after"]} if "stale_after" in args else {}
         probe = self._execute_module(MODULE, task_vars=task_vars, module_args={
-            **common, "state": "query", "disk_paths": list(args.get("disk_paths") or []),
+            **common, **stale, "state": "query",
+            "disk_paths": list(args.get("disk_paths") or []),
             "images": [{"id": image["id"], "ref": image["ref"]} for image in images]})
         if probe.get("failed"):
             return {**result, **probe, "msg": failure_text(probe)}

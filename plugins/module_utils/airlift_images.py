@@ -28,8 +28,10 @@ PARTIAL_SUFFIX = ".partial"
 CHUNK = 1 << 20
 # A temporary file untouched this long, open by no process and whose archive lock is
 # free belongs to a dead transfer. A live copy writes every few milliseconds; this only
-# has to outlast a stalled link, since the writer (scp, sftp, podman cp from outside the
-# host) may not show up among the host's processes.
+# has to outlast a stalled link and the start of the module that takes the file over,
+# since the writer (scp, sftp, podman cp from outside the host) may not show up among
+# the host's processes. "Untouched" is judged by the inode's change time, which nothing
+# can set back (podman cp, like tar, sets a copy's mtime to the source's when done).
 STALE_AFTER = 120
 # How long state=loaded waits for another run holding an archive's lock (a load of a
 # large image takes minutes) before it fails, naming that run.
@@ -173,7 +175,8 @@ def discard_stale_partials(staging_dir: str, run_id: str, check_mode: bool = Fal
             lock = None  # only looked at, never taken
         try:
             try:
-                age = now - os.stat(path).st_mtime
+                info = os.stat(path)
+                age = now - max(info.st_mtime, info.st_ctime)
             except FileNotFoundError:
                 continue  # another run's cleanup or load took it meanwhile
             if not stale_partial(age, path in busy, False, grace):

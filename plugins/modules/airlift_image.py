@@ -11,8 +11,9 @@ description:
     discards temporary files left by an interrupted transfer, and reports the free space
     of the staging directory and of each of C(disk_paths). A temporary file is discarded
     only when no run can still be using it - its archive's lock is free, no process on
-    the host has it open and nothing has written it for two minutes - so a transfer that
-    another run (or the orphaned worker of a killed one) is still writing is kept.
+    the host has it open and nothing has changed it for C(stale_after) seconds - so a
+    transfer that another run (or the orphaned worker of a killed one) is still writing
+    is kept.
   - C(state=loaded) takes an archive already on the host (C(src)), checks its size and
     sha256 in one read, loads it, checks that the engine now has the manifest's image
     ID, tags it, and removes the archive, or with C(keep_archive) renames it to its
@@ -73,6 +74,11 @@ options:
       lock before failing with that run's ID, pid and start time.
     type: int
     default: 600
+  stale_after:
+    description: Seconds after its last change that C(state=query) takes a temporary
+      file nobody holds or has open for a dead transfer's, and discards it.
+    type: int
+    default: 120
   disk_paths:
     description: Further directories whose free space C(state=query) reports, such as
       the engine's image store (the role passes C(airlift_preflight_disk_paths)).
@@ -200,7 +206,8 @@ def query(module: AnsibleModule) -> None:
     images = params["images"]
     present = present_ids(params["engine"], [image["id"] for image in images])
     discarded, kept = discard_stale_partials(params["staging_dir"], run_id(params),
-                                             check_mode=module.check_mode)
+                                             check_mode=module.check_mode,
+                                             grace=params["stale_after"])
     if not module.check_mode:
         os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
     staging = params["staging_dir"]
@@ -376,6 +383,7 @@ def main() -> None:
             "staging_dir": {"type": "path", "default": "/var/lib/airlift/staging"},
             "run_id": {"type": "str"},
             "lock_timeout": {"type": "int", "default": 600},
+            "stale_after": {"type": "int", "default": 120},
             "disk_paths": {"type": "list", "elements": "path", "default": []},
             "keep_archive": {"type": "bool", "default": False},
             "take_over": {"type": "bool", "default": False},
