@@ -3,7 +3,7 @@
 
 With C(bundle_dir) set, this action asks the host which image IDs it has (the module's
 C(state=query), no hashing anywhere), transfers each missing archive from the verified
-bundle to a temporary name on the host, and has the module verify, rename and load it.
+bundle to a temporary name on the host, and has the module verify and load it.
 A converged host costs one module call and moves no bytes. Without C(bundle_dir) the
 arguments go to the airlift_image module unchanged.
 

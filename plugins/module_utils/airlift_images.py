@@ -2,8 +2,8 @@
 """Host-side image logic shared by the airlift_image module and its tests.
 
 The engine is asked which image IDs it has (cheap: no hashing). An archive that was
-transferred is verified (size, then sha256 in one read) before it is renamed to its
-final name and loaded; a leftover temporary file is never loaded.
+transferred is verified (size, then sha256 in one read) before it is loaded, and gets
+its final name only once loaded; a leftover temporary file is never loaded.
 
 Runs may overlap on one host (a re-run started while the worker of a killed run is still
 copying): each transfer writes its own temporary name, one run at a time verifies and
