@@ -443,3 +443,14 @@ def test_query_reports_free_space_as_preflight_measures_it(module_code, monkeypa
     result = answer.value.result
     assert result["free_mb"] == {staging: len(staging), store: len(store)}
     assert result["missing"] == [{"id": IMAGE["id"], "ref": IMAGE["ref"]}]
+
+
+def test_forget_images_drops_only_the_removed_and_leaves_an_unchanged_file_alone(tmp_path):
+    path = tmp_path / "state" / "images.json"
+    ai.write_state(str(path), {"images": {"old": {"id": "sha256:" + "1" * 64},
+                                          "new": {"id": "sha256:" + "2" * 64}}})
+    ai.forget_images(str(path), ["1" * 64])                 # a short ID matches too
+    assert ai.read_state(str(path)) == {"images": {"new": {"id": "sha256:" + "2" * 64}}}
+    before = path.stat().st_ino
+    ai.forget_images(str(path), ["sha256:" + "3" * 64])     # not recorded: no rewrite
+    assert path.stat().st_ino == before
