@@ -6,7 +6,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -108,10 +110,13 @@ def test_interrupted_transfer_is_discarded_never_loaded_and_rerun_converges(flee
     assert "incomplete transfer" in refused.stdout
     assert podman.run(["exec", host, "podman", "image", "exists", SENTIMENT],
                       check=False).returncode == 1
-    # ...and a leftover from a killed transfer is discarded by the next run.
+    # ...and a leftover from a killed transfer is discarded by the next run, once it has
+    # lain untouched for airlift_distribute_stale_after (here 0 s; one changed in the
+    # last two minutes might still be growing, and by default it would be kept).
     podman.run(["exec", "-i", host, "sh", "-c", f"head -c 5000000 > {partial}"],
                stdin=(bundle_dir / image["archive"]).open("rb"))
-    proc = run("playbooks/distribute.yml", *limit(fleet), json_output=True)
+    proc = run("playbooks/distribute.yml", *limit(fleet), "-e",
+               '{"airlift_distribute_stale_after": 0}', json_output=True)
     assert proc.returncode == 0
     result = task_results(proc, "Transfer and load only the images this host lacks")[host]
     assert result["discarded"] == [partial]
@@ -247,3 +252,155 @@ def test_non_root_login_with_become_delivers_through_a_root_owned_copy(fleet):
                             "ls -A /var/lib/airlift/staging ~airlift/.ansible/tmp 2>/dev/null"]
                            ).stdout.split()
     assert not [name for name in leftovers if name.endswith(".tar")], leftovers
+
+
+# -- overlapping runs (issue 17): a re-run beside another run or a killed run's orphan --
+
+def start(playbook: str, *args: str) -> subprocess.Popen:
+    """ansible-playbook in the background, as conftest.run_playbook runs it (JSON out)."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    return subprocess.Popen(["ansible-playbook", "-i", "inventories/lab", playbook, *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env=env)
+
+
+def finished(proc: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def staging_listing(host: str) -> list[str]:
+    return podman.run(["exec", host, "ls", "-A", "/var/lib/airlift/staging"]).stdout.split()
+
+
+def assert_loaded_once_and_clean(host: str, image: dict) -> None:
+    """The image is there with the manifest's ID, recorded, and staging holds nothing."""
+    found = podman.run(["exec", host, "podman", "image", "inspect", "--format", "{{.Id}}",
+                        SENTIMENT]).stdout.strip()
+    assert found == image["id"].split(":")[-1]
+    state = json.loads(podman.run(["exec", host, "cat",
+                                   "/var/lib/airlift/state/images.json"]).stdout)
+    assert state["images"][SENTIMENT]["id"] == image["id"]
+    assert staging_listing(host) == []
+
+
+def sentiment(bundle_dir: Path) -> dict:
+    manifest = json.loads((bundle_dir / "manifest.json").read_text())
+    return next(i for i in manifest["images"] if i["ref"] == SENTIMENT)
+
+
+def test_two_distributes_at_once_both_succeed_and_load_the_image_once(fleet, bundle_dir):
+    host = fleet[1]
+    forget_image(host)
+    runs = [finished(proc) for proc in [start("playbooks/distribute.yml", "--limit", host)
+                                        for _ in range(2)]]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    results = [task_results(proc, "Transfer and load only the images this host lacks")[host]
+               for proc in runs]
+    # Both found it missing and moved a copy each, to names of their own; one loaded it,
+    # the other waited for the lock, found it present and discarded its copy.
+    assert all(result["transferred_bytes"] > 100_000_000 for result in results), results
+    assert sorted(len(result["loaded"]) for result in results) == [0, 1], results
+    assert_loaded_once_and_clean(host, sentiment(bundle_dir))
+
+
+def proc_stat(pid: int | str) -> list[str]:
+    """State, ppid, ... of a process (fields after its name), or [] once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def children(pid: int) -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and proc_stat(entry.name)[1:2] == [str(pid)]]
+
+
+def alive(pid: int) -> bool:
+    return proc_stat(pid)[:1] not in ([], ["Z"])
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        kids = children(todo.pop())
+        found += kids
+        todo += kids
+    return found
+
+
+def wait_for_a_transfer(host: str, proc: subprocess.Popen) -> str:
+    """The temporary file of the transfer the run is making, once it shows up."""
+    deadline = time.monotonic() + 120
+    while True:
+        partials = [name for name in staging_listing(host) if name.endswith(".partial")]
+        if partials:
+            return partials[0]
+        assert proc.poll() is None, "the run ended before its transfer was seen"
+        assert time.monotonic() < deadline, "no transfer started within 2 minutes"
+        time.sleep(0.1)
+
+
+def test_a_killed_runs_orphan_and_a_rerun_overlap_and_both_converge(fleet, bundle_dir):
+    """The failure of issue 17: the controller is killed mid-transfer; its worker, in a
+    session of its own, carries on and loads the image seconds later, while the re-run
+    started in that window transfers and loads the same image."""
+    host = fleet[1]
+    forget_image(host)
+    killed = start("playbooks/distribute.yml", "--limit", host)
+    rerun = start("playbooks/distribute.yml", "--limit", host)
+    wait_for_a_transfer(host, killed)
+    workers = children(killed.pid)
+    assert workers, "no worker process to orphan"
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.communicate()
+    done = finished(rerun)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    result = task_results(done, "Transfer and load only the images this host lacks")[host]
+    assert result["discarded"] == []       # nothing the orphan was writing was taken
+    assert result["transferred_bytes"] > 100_000_000     # the two did overlap
+    deadline = time.monotonic() + 120
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, f"the orphaned workers {workers} did not end"
+        time.sleep(0.5)
+    assert_loaded_once_and_clean(host, sentiment(bundle_dir))
+
+
+def test_a_transfer_killed_halfway_is_never_loaded_and_the_rerun_converges(fleet,
+                                                                           bundle_dir):
+    host = fleet[1]
+    forget_image(host)
+    killed = start("playbooks/distribute.yml", "--limit", host)
+    partial = wait_for_a_transfer(host, killed)
+    # The controller and its worker, which writes the copy: the transfer stops halfway.
+    doomed = [killed.pid, *descendants(killed.pid)]
+    for pid in doomed:
+        os.kill(pid, signal.SIGKILL)
+    killed.communicate()
+    # A write already in the kernel may still finish: wait until they are gone.
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in doomed):
+        assert time.monotonic() < deadline, f"killed processes {doomed} did not end"
+        time.sleep(0.2)
+    rerun = run("playbooks/distribute.yml", "--limit", host, json_output=True)
+    assert rerun.returncode == 0, rerun.stdout[-3000:]
+    result = task_results(rerun, "Transfer and load only the images this host lacks")[host]
+    assert result["loaded"] == [SENTIMENT]
+    # The half file is kept (just written: it might still be growing), never loaded.
+    leftovers = staging_listing(host)
+    assert leftovers in ([], [partial]) and result["kept"] == [
+        f"/var/lib/airlift/staging/{name}" for name in leftovers]
+    image = sentiment(bundle_dir)
+    found = podman.run(["exec", host, "podman", "image", "inspect", "--format", "{{.Id}}",
+                        SENTIMENT]).stdout.strip()
+    assert found == image["id"].split(":")[-1]
+    # Once it has lain untouched long enough (here: any time), a run's query discards it.
+    query = subprocess.run(
+        ["ansible", host, "-i", "inventories/lab", "-m", "airlift_image", "-a",
+         json.dumps({"state": "query", "images": [], "stale_after": 0})],
+        capture_output=True, text=True, cwd=ROOT, check=False)
+    assert query.returncode == 0, query.stdout
+    assert staging_listing(host) == []

@@ -89,8 +89,9 @@ MIB = 1024 * 1024
 BUNDLED = {**IMAGE, "sha256": "a" * 64, "size": 200 * MIB}
 
 
-def image_action(monkeypatch, free_mb, **args):
-    """The action plugin with a fake connection; the module answers the query."""
+def image_action(monkeypatch, free_mb, loaded=None, **args):
+    """The action plugin with a fake connection; the module answers the query, and
+    state=loaded with `loaded` (default: it loaded the image)."""
     from importlib import util
     from unittest import mock
 
@@ -114,7 +115,7 @@ def image_action(monkeypatch, free_mb, **args):
             return {"changed": False, "present": [], "discarded": [], "unrecorded": [],
                     "missing": [{"id": BUNDLED["id"], "ref": BUNDLED["ref"]}],
                     "free_mb": free_mb}
-        return {"changed": True, "loaded": True}
+        return loaded or {"changed": True, "loaded": True}
 
     monkeypatch.setattr(action, "_execute_module", execute_module)
     monkeypatch.setattr(action, "_get_remote_user", lambda: "root")
@@ -144,8 +145,49 @@ def test_transfer_within_the_rule_goes_ahead(monkeypatch):
     # The headroom is the controller's: the module is never given an option it lacks.
     assert [call["state"] for call in calls] == ["query", "loaded"]
     assert not any("disk_headroom" in call for call in calls)
-    connection.put_file.assert_called_once_with(
-        "/bundle/images/r.tar", f"/var/lib/airlift/staging/.{'a' * 64}.tar.partial")
+    # This run's own temporary name, which the module is told to load and to lock as.
+    ((source, temporary), _), = connection.put_file.call_args_list
+    assert source == "/bundle/images/r.tar"
+    assert temporary == f"/var/lib/airlift/staging/.{'a' * 64}.tar.{calls[1]['run_id']}.partial"
+    assert calls[1]["src"] == temporary and calls[0]["run_id"] == calls[1]["run_id"]
+
+
+def test_two_runs_never_share_a_temporary_name(monkeypatch):
+    import airlift_images
+
+    free = {"/var/lib/airlift/staging": 600}
+    names = []
+    for _ in range(2):
+        action, connection, calls = image_action(monkeypatch, free, disk_headroom=1.0)
+        action.run(task_vars={})
+        names.append(connection.put_file.call_args[0][1].rsplit("/", 1)[1])
+        # The name the controller makes is the one the module makes and recognises.
+        assert names[-1] == airlift_images.partial_name("a" * 64, calls[1]["run_id"])
+        assert airlift_images.PARTIAL_NAME.match(names[-1])
+    assert names[0] != names[1]
+
+
+def test_a_run_that_another_run_beat_to_the_load_reports_no_change(monkeypatch):
+    free = {"/var/lib/airlift/staging": 600}
+    action, _, _ = image_action(monkeypatch, free, disk_headroom=1.0, loaded={
+        "changed": False, "loaded": False, "msg": "image already present"})
+    result = action.run(task_vars={})
+    assert result["changed"] is False and result["loaded"] == []
+    assert result["transferred_bytes"] == BUNDLED["size"]      # it did move its copy
+
+
+def test_a_module_that_died_of_an_exception_is_reported_with_its_reason(monkeypatch):
+    from types import SimpleNamespace
+
+    # ansible-core 2.19's answer for an uncaught exception: no msg, an exception object.
+    died = {"failed": True, "exception": SimpleNamespace(event=SimpleNamespace(
+        msg="[Errno 2] No such file or directory: '/var/lib/airlift/staging/x.tar'"))}
+    action, _, _ = image_action(monkeypatch, {"/var/lib/airlift/staging": 600},
+                                disk_headroom=1.0, loaded=died)
+    result = action.run(task_vars={})
+    assert result["failed"] is True
+    assert result["msg"] == (f"{BUNDLED['ref']}: [Errno 2] No such file or directory: "
+                             "'/var/lib/airlift/staging/x.tar'")
 
 
 def test_transfer_headroom_defaults_to_preflights(monkeypatch):

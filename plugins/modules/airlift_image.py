@@ -9,11 +9,22 @@ short_description: Load container images from verified archives, with a truthful
 description:
   - C(state=query) asks the engine which of the given image IDs it has (no hashing),
     discards temporary files left by an interrupted transfer, and reports the free space
-    of the staging directory and of each of C(disk_paths).
+    of the staging directory and of each of C(disk_paths). A temporary file is discarded
+    only when no run can still be using it - its archive's lock is free, no process on
+    the host has it open and nothing has changed it for C(stale_after) seconds - so a
+    transfer that another run (or the orphaned worker of a killed one) is still writing
+    is kept.
   - C(state=loaded) takes an archive already on the host (C(src)), checks its size and
-    sha256 in one read, renames it to its final name, loads it, checks that the engine
-    now has the manifest's image ID, tags it, and removes the archive unless
-    C(keep_archive). When the image ID is present already, nothing is read or loaded.
+    sha256 in one read, loads it, checks that the engine now has the manifest's image
+    ID, tags it, and removes the archive, or with C(keep_archive) renames it to its
+    final name C(<sha256>.tar). When the image ID is present already, nothing is read or
+    loaded.
+  - Runs may overlap on a host. Each transfer has its own temporary name, and one run at
+    a time verifies and loads a given archive - a lock on C(.<sha256>.lock) in the
+    staging directory, held from the check of the image ID to the record. A run that
+    finds the lock taken waits up to C(lock_timeout) seconds, then fails naming the run
+    that holds it. A run that got the lock after another one loaded the image discards
+    its own copy and changes nothing. A run never removes a file it did not write.
   - The airlift_image action plugin (same name) transfers archives from the bundle and
     calls this module; the module can also be used alone for archives carried to a host.
   - With C(bundle_dir), the action plugin refuses before any transfer when the staging
@@ -53,6 +64,21 @@ options:
     description: Where archives are kept while they are verified and loaded.
     type: path
     default: /var/lib/airlift/staging
+  run_id:
+    description: Names this run in temporary files and in the lock it holds (the
+      action plugin passes the controller's pid and a random suffix); defaults to the
+      module's pid.
+    type: str
+  lock_timeout:
+    description: Seconds C(state=loaded) waits for another run that holds the archive's
+      lock before failing with that run's ID, pid and start time.
+    type: int
+    default: 600
+  stale_after:
+    description: Seconds after its last change that C(state=query) takes a temporary
+      file nobody holds or has open for a dead transfer's, and discards it.
+    type: int
+    default: 120
   disk_paths:
     description: Further directories whose free space C(state=query) reports, such as
       the engine's image store (the role passes C(airlift_preflight_disk_paths)).
@@ -113,6 +139,11 @@ discarded:
   description: Temporary files of interrupted transfers that were removed (query).
   returned: state=query
   type: list
+kept:
+  description: Temporary files another run may still be writing or loading, left alone
+    (query); a later run discards them once they are stale.
+  returned: state=query
+  type: list
 free_bytes:
   description: Free space where archives are staged (query).
   returned: state=query
@@ -136,6 +167,7 @@ in_use:
   type: dict
 """
 
+import contextlib
 import os
 import shutil
 import time
@@ -145,24 +177,26 @@ from ansible.module_utils.airlift_images import (
     LOAD,
     NOTHING,
     PARTIAL_SUFFIX,
-    RECORD,
     TAG,
+    ArchiveLock,
+    LockBusy,
     containers_using,
+    discard_stale_partials,
     forget_images,
     is_recorded,
     load_action,
     load_archive,
+    partial_name,
     present_ids,
     read_state,
     ref_points_to,
     remove_image,
     short_id,
     split_query,
-    stale_partials,
     tag,
     take_over,
+    update_state,
     verify_archive,
-    write_state,
 )
 from ansible.module_utils.basic import AnsibleModule
 
@@ -171,10 +205,10 @@ def query(module: AnsibleModule) -> None:
     params = module.params
     images = params["images"]
     present = present_ids(params["engine"], [image["id"] for image in images])
-    discarded = stale_partials(params["staging_dir"])
+    discarded, kept = discard_stale_partials(params["staging_dir"], run_id(params),
+                                             check_mode=module.check_mode,
+                                             grace=params["stale_after"])
     if not module.check_mode:
-        for path in discarded:
-            os.unlink(path)
         os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
     staging = params["staging_dir"]
     while not os.path.exists(staging):
@@ -182,12 +216,36 @@ def query(module: AnsibleModule) -> None:
     recorded = read_state(params["state_file"]).get("images") or {}
     missing, unrecorded = split_query(images, present, recorded)
     module.exit_json(changed=bool(discarded),
-                     present=sorted(present), discarded=discarded,
+                     present=sorted(present), discarded=discarded, kept=kept,
                      free_bytes=shutil.disk_usage(staging).free,
                      # Preflight's measure, so that distribute applies preflight's rule.
                      free_mb={path: disk_free_mb(path)
                               for path in [params["staging_dir"], *params["disk_paths"]]},
                      missing=missing, unrecorded=unrecorded)
+
+
+def run_id(params: dict) -> str:
+    return params.get("run_id") or f"pid{os.getpid()}"
+
+
+def is_ours(src: str | None) -> bool:
+    """Only airlift's own transfers (*.partial) are removed; an archive an operator
+    carried to the host is loaded where it is and left alone."""
+    return bool(src) and src.endswith(PARTIAL_SUFFIX)
+
+
+def discard(path: str | None) -> None:
+    """Remove this run's own temporary file (never another run's, never a final name)."""
+    if is_ours(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def decide(engine: str, image: dict, state_file: str) -> str:
+    present = bool(present_ids(engine, [image["id"]]))
+    tagged = present and ref_points_to(engine, image["ref"], image["id"])
+    recorded = is_recorded(read_state(state_file).get("images") or {}, image)
+    return load_action(present, tagged, recorded)
 
 
 def loaded(module: AnsibleModule) -> None:
@@ -196,64 +254,91 @@ def loaded(module: AnsibleModule) -> None:
     for key in ("id", "ref", "sha256", "size"):
         if key not in (image or {}):
             module.fail_json(msg=f"image needs {key}: give id, ref, sha256 and size")
-    present = bool(present_ids(engine, [image["id"]]))
-    if present and src and src.endswith(PARTIAL_SUFFIX) and os.path.exists(src):
-        os.unlink(src)
-    tagged = present and ref_points_to(engine, image["ref"], image["id"])
-    recorded = is_recorded(read_state(params["state_file"]).get("images") or {}, image)
-    action = load_action(present, tagged, recorded)
-    if action == NOTHING:
-        module.exit_json(changed=False, loaded=False, msg="image already present")
-    if module.check_mode:
+    action = decide(engine, image, params["state_file"])
+    if action != LOAD and not module.check_mode:
+        discard(src)  # a transfer made needless is not left behind
+    if module.check_mode and action != NOTHING:
         module.exit_json(changed=True, loaded=False,
                          msg="would load the archive" if action == LOAD
                          else f"would {action} {image['ref']}")
-    if action == RECORD:
-        record(params["state_file"], image)
-        module.exit_json(changed=True, loaded=False, msg="recorded the present image")
+    if action == LOAD:
+        if not src or not os.path.exists(src):
+            module.fail_json(msg=f"archive {src} not found on the host")
+        os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
+        lock = ArchiveLock(params["staging_dir"], image["sha256"], run_id(params))
+        try:
+            lock.acquire(params["lock_timeout"])
+        except LockBusy as exc:
+            discard(src)
+            module.fail_json(msg=str(exc))
+        with lock:
+            # Another run may have loaded it while this one waited: ask again.
+            action = decide(engine, image, params["state_file"])
+            if action == LOAD:
+                output = load_locked(module, src)
+                module.exit_json(changed=True, loaded=True, id=short_id(image["id"]),
+                                 msg=output)
+            discard(src)
+            finish(module, action)
+    finish(module, action)
+
+
+def finish(module: AnsibleModule, action: str) -> None:
+    """Tag and record an image that is present (NOTHING, RECORD or TAG)."""
+    params = module.params
+    image = params["image"]
+    if action == NOTHING:
+        module.exit_json(changed=False, loaded=False, msg="image already present")
     if action == TAG:
         # Present under another name (or a tag failed last time): tag and record it.
         try:
-            tag(engine, image["id"], image["ref"])
+            tag(params["engine"], image["id"], image["ref"])
         except RuntimeError as exc:
             module.fail_json(msg=str(exc))
         record(params["state_file"], image)
         module.exit_json(changed=True, loaded=False, msg=f"tagged {image['ref']}")
-    if not src or not os.path.exists(src):
-        module.fail_json(msg=f"archive {src} not found on the host")
-    if params["take_over"]:
-        os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
-        copy = os.path.join(params["staging_dir"], f".{image['sha256']}.tar{PARTIAL_SUFFIX}")
-        if os.path.exists(copy):
-            os.unlink(copy)
-        problem = take_over(src, copy, int(image["size"]), image["sha256"])
-        src = copy
-    else:
-        problem = verify_archive(src, int(image["size"]), image["sha256"])
-    if problem:
-        if src.endswith(PARTIAL_SUFFIX) and os.path.exists(src):
-            os.unlink(src)
-        module.fail_json(msg=f"refusing to load {src}: {problem}")
-    # Only airlift's own transfers (*.partial) are renamed into staging and removed
-    # afterwards; an archive an operator carried to the host is loaded where it is.
-    ours = src.endswith(PARTIAL_SUFFIX)
+    record(params["state_file"], image)
+    module.exit_json(changed=True, loaded=False, msg="recorded the present image")
+
+
+def load_locked(module: AnsibleModule, src: str) -> str:
+    """Verify, load, check, tag and record, holding the archive's lock.
+
+    The archive is loaded from this run's temporary name, and renamed to its final name
+    only after a good load with keep_archive: a file with the final name is always a
+    complete, loaded archive, and no run removes one. Any failure removes this run's
+    own temporary file (with the reason) and nothing else.
+    """
+    params = module.params
+    image, engine = params["image"], params["engine"]
     archive = src
-    if ours:
-        archive = os.path.join(params["staging_dir"], f"{image['sha256']}.tar")
-        os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
-        os.replace(src, archive)
     try:
+        if params["take_over"]:
+            archive = os.path.join(params["staging_dir"],
+                                   partial_name(image["sha256"], run_id(params)))
+            problem = take_over(src, archive, int(image["size"]), image["sha256"])
+        else:
+            problem = verify_archive(src, int(image["size"]), image["sha256"])
+        if problem:
+            discard(archive)
+            module.fail_json(msg=f"refusing to load {src}: {problem}")
         output = load_archive(engine, archive)
         if not present_ids(engine, [image["id"]]):
             raise RuntimeError(f"after loading, {engine} has no image {image['id']}: the "
                                f"archive holds another image ({output})")
         tag(engine, image["id"], image["ref"])
-    except RuntimeError as exc:
-        module.fail_json(msg=str(exc))
-    if ours and not params["keep_archive"]:
-        os.unlink(archive)
-    record(params["state_file"], image)
-    module.exit_json(changed=True, loaded=True, id=short_id(image["id"]), msg=output)
+        if is_ours(archive):
+            if params["keep_archive"]:
+                os.replace(archive, os.path.join(params["staging_dir"],
+                                                 f"{image['sha256']}.tar"))
+            else:
+                os.unlink(archive)
+        record(params["state_file"], image)
+    except (OSError, RuntimeError) as exc:
+        discard(archive)
+        module.fail_json(msg=f"{type(exc).__name__}: {exc}" if isinstance(exc, OSError)
+                         else str(exc))
+    return output
 
 
 def absent(module: AnsibleModule) -> None:
@@ -279,10 +364,11 @@ def absent(module: AnsibleModule) -> None:
 
 
 def record(state_file: str, image: dict) -> None:
-    state = read_state(state_file)
-    state.setdefault("images", {})[image["ref"]] = {
-        "id": image["id"], "sha256": image["sha256"], "loaded_at": int(time.time())}
-    write_state(state_file, state)
+    def add(state: dict) -> None:
+        state.setdefault("images", {})[image["ref"]] = {
+            "id": image["id"], "sha256": image["sha256"], "loaded_at": int(time.time())}
+
+    update_state(state_file, add)
 
 
 def main() -> None:
@@ -295,6 +381,9 @@ def main() -> None:
             "image": {"type": "dict"},
             "src": {"type": "path"},
             "staging_dir": {"type": "path", "default": "/var/lib/airlift/staging"},
+            "run_id": {"type": "str"},
+            "lock_timeout": {"type": "int", "default": 600},
+            "stale_after": {"type": "int", "default": 120},
             "disk_paths": {"type": "list", "elements": "path", "default": []},
             "keep_archive": {"type": "bool", "default": False},
             "take_over": {"type": "bool", "default": False},
