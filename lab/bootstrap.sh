@@ -11,6 +11,8 @@ python=${PYTHON:-python3}
 declare -A pkg_for=(
   [podman]=podman [runc]=runc [debootstrap]=debootstrap [ssh]=openssh-client
   [tar]=tar [systemd-analyze]=systemd
+  # The lab's private registry for the stage tests (127.0.0.1, htpasswd bcrypt auth).
+  [docker-registry]=docker-registry [htpasswd]=apache2-utils
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do
