@@ -27,6 +27,11 @@ options:
     description: Directory the three files are written to.
     type: path
     required: true
+  images:
+    description: The bundle manifest's images (ref, tag, digest, id) to list in the report.
+    type: list
+    elements: dict
+    default: []
 author:
   - airlift developers
 """
@@ -66,12 +71,13 @@ class ActionModule(ControllerAction):
         "expected_hosts": {"type": "list", "elements": "str", "required": True},
         "results_var": {"type": "str", "required": True},
         "dest": {"type": "path", "required": True},
+        "images": {"type": "list", "elements": "dict", "default": []},
     }
 
     def act(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         dest = Path(args["dest"])
         rows = from_hostvars(args["expected_hosts"], task_vars["hostvars"], args["results_var"])
-        written = write_reports(dest, dest.parent.name, rows)
+        written = write_reports(dest, dest.parent.name, rows, args["images"])
         hosts = written["summary"]["hosts"]
         return dict(
             changed=False,

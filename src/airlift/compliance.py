@@ -54,9 +54,17 @@ def _cell(results: list[dict[str, Any]], check: str) -> str:
     return worst if len(statuses) == 1 else f"{worst} ({len(statuses)})"
 
 
+IMAGE_FIELDS = ("ref", "tag", "digest", "id", "pinned", "pulled_from")
+
+
 def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResults]],
-                  ) -> dict[str, Any]:
-    """Write the three formats; `hosts` is called twice (check ids, then rows)."""
+                  images: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """Write the three formats; `hosts` is called twice (check ids, then rows).
+
+    `images` are the bundle's (its manifest): the report names what the hosts run by
+    tag, registry digest and image ID, so an audit needs no other file.
+    """
+    images = [{key: image.get(key) for key in IMAGE_FIELDS} for image in images]
     dest.mkdir(parents=True, exist_ok=True)
     check_ids: list[str] = []
     for _, results in hosts():
@@ -98,11 +106,16 @@ def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResu
                      for check in check_ids]
             md.write(f"| {host} | {status} | " + " | ".join(cells) + " |\n")
         overall = {"hosts": host_counts, "checks": totals}
-        js.write(f'\n}}, "summary": {json.dumps(overall)}}}\n')
+        js.write(f'\n}}, "images": {json.dumps(images)}, "summary": {json.dumps(overall)}}}\n')
         junit.write("</testsuites>\n")
         md.write(f"\nHosts: {host_counts[PASS]} passed, {host_counts[FAIL]} failed, "
                  f"{host_counts[UNREPORTED]} unreported. Checks: "
                  + ", ".join(f"{count} {status}" for status, count in totals.items()) + ".\n")
+        if images:
+            md.write("\n## Images\n\n| image | tag | digest | image ID |\n|---|---|---|---|\n"
+                     + "".join(f"| {image['ref']} | {image['tag'] or '-'} | "
+                               f"{image['digest'] or '-'} | {image['id']} |\n"
+                               for image in images))
         if failures:
             md.write("\n## Failures\n\n" + "".join(f"- {line}\n" for line in failures))
     return {"files": {kind: str(path) for kind, path in paths.items()},
