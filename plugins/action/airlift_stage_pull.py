@@ -111,7 +111,7 @@ class ActionModule(ControllerAction):
                                 insecure) as authfile:
             for entry in args["plan"]:
                 image = registry.stage_image(entry, args["mirrors"], authfile, insecure,
-                                             args["pull"])
+                                             args["pull"], args["credentials"])
                 before = registry.moved(image["ref"], image["digest"], previous)
                 if before:
                     moved.append({"ref": image["ref"], "before": before, "now": image["digest"]})

@@ -173,7 +173,8 @@ def digests_of(identity: Mapping[str, Any]) -> set[str]:
 
 
 def stage_image(entry: Mapping[str, Any], mirrors: Mapping[str, str], authfile: Path | None,
-                insecure: set[str], pull: bool) -> dict[str, Any]:
+                insecure: set[str], pull: bool,
+                credentials: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Make the entry's image present under its catalog name, pulled (through its mirror)
     when allowed, and refuse it when its digest differs from the pin."""
     ref = entry["image"]
@@ -193,17 +194,23 @@ def stage_image(entry: Mapping[str, Any], mirrors: Mapping[str, str], authfile: 
     if identity is None:
         raise RegistryError(f"image {ref} is not present locally: pull it, or set "
                             "airlift_stage_pull: true")
-    # The digest the registry serves for this name (a push recompresses, so it differs
-    # from the digest the image had where it was built).
-    served = [entry.split("@", 1)[1] for entry in identity["repo_digests"]
-              if entry.split("@", 1)[0] == source.name]
-    if wanted.digest and wanted.digest not in {*served, identity["digest"]}:
+    if pull:
+        # podman lists every name with every digest it knows, so ask the registry which
+        # digest the tag points to now (a push recompresses: not the build's digest).
+        served = source.digest if not source.tag else remote_digest(
+            source.pull_ref, credentials or {}, insecure)
+        if served not in digests_of(identity):
+            raise RegistryError(f"{source.pull_ref} changed while it was pulled (now "
+                                f"{short(served)}): run the stage again")
+        identity["digest"] = served
+    if wanted.digest and wanted.digest != identity["digest"] and (
+            pull or wanted.digest not in digests_of(identity)):
         # Short digests keep this sentence whole in the one-line summary.
-        now = served[0] if served else identity["digest"]
         raise RegistryError(
-            f"{source.pull_ref} is now {short(now)}, not the pinned "
+            f"{source.pull_ref} is now {short(identity['digest'])}, not the pinned "
             f"{short(wanted.digest)}: review the new image, then update the pin")
-    identity["digest"] = wanted.digest or (served[0] if served else identity["digest"])
+    if wanted.digest:
+        identity["digest"] = wanted.digest
     if wanted.tag and source.tagged != wanted.tagged:
         # Pulled through a mirror: the bundle carries the catalog's name.
         proc = podman(["tag", identity["id"], wanted.tagged])
