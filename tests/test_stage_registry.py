@@ -250,10 +250,19 @@ def test_digest_pin_refuses_a_moved_tag_and_check_reports_it(registry, tmp_path)
     check = stage(inv, registry.password, "unused-api-key", "--check")
     assert check.returncode == 0, check.stdout[-3000:]
     out = flat(check.stdout)
-    assert f"{moving}@{first}: would pull {moving} ({second})" in out
+    assert (f"{moving}@{first}: would pull {moving} ({second}), which differs from the pin: "
+            "the stage would refuse it") in out
     assert f"tag moved since the last bundle: {moving}@{first} was {first}, now {second}" in out
     refused = stage(inv, registry.password)
     assert refused.returncode != 0
     assert (f"{moving} is now {second[:19]}, not the pinned {first[:19]}: review the new "
             "image, then update the pin") in flat(refused.stdout)
     assert manifest_image(tmp_path)["digest"] == first  # the bundle was left as it was
+    # Someone reviewed the new image and moved the pin: it is staged.
+    repinned = stage(inventory(tmp_path, f"{moving}@{second}", **credentials(registry)),
+                     registry.password)
+    assert repinned.returncode == 0, repinned.stdout[-3000:]
+    image = manifest_image(tmp_path)
+    assert (image["digest"], image["pinned"], image["tag"]) == (second, second, "1.0")
+    assert image["id"] == "sha256:" + podman("image", "inspect", "--format", "{{.Id}}",
+                                             SIM.format("read")).stdout.strip()

@@ -138,9 +138,13 @@ class ActionModule(ControllerAction):
             before = registry.moved(entry["image"], now, previous)
             if before:
                 moved.append({"ref": entry["image"], "before": before, "now": now})
+            pinned = registry.parse(entry["image"]).digest
             would.append({"ref": entry["image"], "pull": registry.parse(source).pull_ref,
-                          "digest": now, "present": local is not None})
-        lines = [f"{item['ref']}: would pull {item['pull']} ({item['digest']})" if item["pull"]
+                          "digest": now, "present": local is not None,
+                          "refused": bool(pinned and now != pinned)})
+        lines = [f"{item['ref']}: would pull {item['pull']} ({item['digest']})"
+                 + (", which differs from the pin: the stage would refuse it"
+                    if item["refused"] else "") if item["pull"]
                  else f"{item['ref']}: {'present' if item['present'] else 'NOT present'} locally"
                  for item in would]
         return {"changed": any(item["pull"] for item in would), "would_pull": would,

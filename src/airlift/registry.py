@@ -28,6 +28,7 @@ from typing import Any
 
 CREDENTIALS_VAR = "airlift_stage_registry_credentials"
 DOCKER_HUB = "docker.io"
+CERTS_D = "/etc/containers/certs.d"
 MANIFEST_TYPES = ", ".join([
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -237,6 +238,9 @@ def remote_digest(ref: str, credentials: Mapping[str, Any], insecure: set[str],
     reference = parsed.tag or parsed.digest or "latest"
     schemes = ["https", "http"] if parsed.registry in insecure else ["https"]
     context = ssl.create_default_context()
+    # podman trusts a registry's own CA from certs.d (an internal mirror's): so does this.
+    for ca in sorted(Path(CERTS_D, parsed.registry).glob("*.crt")):
+        context.load_verify_locations(cafile=str(ca))
     if parsed.registry in insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
