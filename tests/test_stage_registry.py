@@ -69,10 +69,29 @@ class Registry:
                                check=False)
 
 
+def reap_stale_registries() -> None:
+    """A killed test run skips its teardown: stop its registry, drop its image names and
+    its folder, so that nothing of it outlives the next run."""
+    for root in Path(tempfile.gettempdir()).glob("airlift-registry-test-*"):
+        try:
+            pid, host = (root / "server").read_text().split()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            cmdline, host = b"", ""
+        if str(root / "config.yml").encode() in cmdline:
+            os.kill(int(pid), 15)
+        if host:
+            stale = Registry(root)
+            stale.host = host
+            stale.untag_all()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def registry():
     if not shutil.which("docker-registry") or not shutil.which("htpasswd"):
         pytest.fail("docker-registry and apache2-utils are missing: run lab/bootstrap.sh")
+    reap_stale_registries()
     lab.ensure_simulator_images(services=["sentiment", "read"])
     root = Path(tempfile.mkdtemp(prefix="airlift-registry-test-"))
     reg = Registry(root)
@@ -86,6 +105,7 @@ def registry():
         "auth": {"htpasswd": {"realm": "airlift-lab", "path": str(root / "htpasswd")}}}))
     server = subprocess.Popen(["docker-registry", "serve", str(root / "config.yml")],
                               stdout=subprocess.DEVNULL, stderr=(root / "log").open("w"))
+    (root / "server").write_text(f"{server.pid} {reg.host}\n")
     try:
         for _ in range(100):
             with socket.socket() as sock:
