@@ -33,7 +33,7 @@ options:
     description: Name of the image in the engine when it differs from ref (digest pins).
     type: str
   extra:
-    description: Fields recorded with the image (tag, pinned, pulled_from, repo_digests).
+    description: Fields recorded with the image (tag, digest, pinned, pulled_from).
     type: dict
     default: {}
 author:
