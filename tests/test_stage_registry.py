@@ -286,3 +286,14 @@ def test_digest_pin_refuses_a_moved_tag_and_check_reports_it(registry, tmp_path)
     assert (image["digest"], image["pinned"], image["tag"]) == (second, second, "1.0")
     assert image["id"] == "sha256:" + podman("image", "inspect", "--format", "{{.Id}}",
                                              SIM.format("read")).stdout.strip()
+    # Unpinned, a moved tag is staged, and the stage says so.
+    unpinned = tmp_path / "unpinned"
+    unpinned.mkdir()
+    inv = inventory(unpinned, moving, **credentials(registry))
+    assert stage(inv, registry.password).returncode == 0
+    assert registry.push(SIM.format("sentiment"), "airlift-sim/moving:1.0") == first
+    again = stage(inv, registry.password)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert (f"tag moved since the last bundle: {moving} was {second}, now {first}"
+            in flat(again.stdout))
+    assert manifest_image(unpinned)["digest"] == first
