@@ -11,6 +11,8 @@ python=${PYTHON:-python3}
 declare -A pkg_for=(
   [podman]=podman [runc]=runc [debootstrap]=debootstrap [ssh]=openssh-client
   [tar]=tar [systemd-analyze]=systemd
+  # The lab's private registry for the stage tests (127.0.0.1, htpasswd bcrypt auth).
+  [docker-registry]=docker-registry [htpasswd]=apache2-utils
 )
 missing=()
 for cmd in "${!pkg_for[@]}"; do
@@ -32,6 +34,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+  # The package starts a registry on every interface where systemd runs; the lab starts
+  # its own on 127.0.0.1 only, for the length of a test.
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null &&
+     [ -d /run/systemd/system ]; then
+    $sudo systemctl disable --now docker-registry.service >/dev/null 2>&1 || true
+  fi
 fi
 
 stamp="$venv/.airlift-stamp"

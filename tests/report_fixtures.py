@@ -111,7 +111,7 @@ def _results(index: int) -> list[dict] | None:
 def compliance_report(hosts: int, dest: Path) -> dict:
     rows = [(host_name(i, hosts), _results(i)) for i in range(hosts)]
     return compliance.write_reports(dest, "20261231T130000Z", lambda: iter(rows),
-                                    ["inventories/example/hosts.yml"])
+                                    inventory=["inventories/example/hosts.yml"])
 
 
 if __name__ == "__main__":

@@ -29,6 +29,14 @@ def test_verify_archive_checks_size_before_hash(tmp_path):
     assert ai.verify_archive(str(path), 5000, "0" * 64) == "sha256 does not match the manifest"
 
 
+def test_a_pinned_reference_is_tagged_without_its_digest():
+    digest = "sha256:" + "ab" * 32
+    assert ai.engine_name(f"reg.example:5000/a/b:1.0@{digest}") == "reg.example:5000/a/b:1.0"
+    assert ai.engine_name(f"reg.example:5000/a/b@{digest}") == (
+        "reg.example:5000/a/b:sha256-abababababab")
+    assert ai.engine_name("reg.example:5000/a/b:1.0") == "reg.example:5000/a/b:1.0"
+
+
 def test_only_partial_files_are_temporary(tmp_path):
     (tmp_path / ".abc.tar.partial").write_bytes(b"half")
     (tmp_path / "abc.tar").write_bytes(b"kept archive")

@@ -57,6 +57,18 @@ def test_reports_list_every_host_including_unreported(tmp_path):
     assert not list((tmp_path / "preflight").glob("*.partial"))
 
 
+def test_reports_show_each_bundle_image_by_tag_digest_and_id(tmp_path):
+    digest, image_id = "sha256:" + "d" * 64, "sha256:" + "e" * 64
+    images = [{"ref": f"reg.example/a/b:1.0@{digest}", "tag": "1.0", "digest": digest,
+               "id": image_id, "pinned": digest, "archive": "images/x.tar", "size": 9}]
+    compliance.write_reports(tmp_path, "run-1", lambda: iter([("h1", [])]), images=images)
+    report = json.loads((tmp_path / "compliance.json").read_text())
+    assert report["images"] == [{"ref": images[0]["ref"], "tag": "1.0", "digest": digest,
+                                 "id": image_id, "pinned": digest, "pulled_from": None}]
+    markdown = (tmp_path / "compliance.md").read_text()
+    assert f"| reg.example/a/b:1.0@{digest} | 1.0 | {digest} | {image_id} |" in markdown
+
+
 def test_a_failed_write_leaves_no_report(tmp_path):
     def rows():
         yield "h1", [result("host.cores", "PASS")]

@@ -30,6 +30,11 @@ options:
     description: Directory the four files are written to.
     type: path
     required: true
+  images:
+    description: The bundle manifest's images (ref, tag, digest, id) to list in the report.
+    type: list
+    elements: dict
+    default: []
 author:
   - airlift developers
 """
@@ -69,6 +74,7 @@ class ActionModule(ControllerAction):
         "expected_hosts": {"type": "list", "elements": "str", "required": True},
         "results_var": {"type": "str", "required": True},
         "dest": {"type": "path", "required": True},
+        "images": {"type": "list", "elements": "dict", "default": []},
     }
 
     def act(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
@@ -76,7 +82,8 @@ class ActionModule(ControllerAction):
         rows = from_hostvars(args["expected_hosts"], task_vars["hostvars"], args["results_var"])
         inventory = task_vars.get("ansible_inventory_sources") or []
         written = write_reports(dest, dest.parent.name, rows,
-                                [inventory] if isinstance(inventory, str) else inventory)
+                                inventory=[inventory] if isinstance(inventory, str)
+                                else inventory, images=args["images"])
         hosts = written["summary"]["hosts"]
         return dict(
             changed=False,

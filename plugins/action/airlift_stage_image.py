@@ -29,6 +29,13 @@ options:
     type: str
     choices: [docker-archive, oci-archive]
     default: docker-archive
+  local:
+    description: Name of the image in the engine when it differs from ref (digest pins).
+    type: str
+  extra:
+    description: Fields recorded with the image (tag, digest, pinned, pulled_from).
+    type: dict
+    default: {}
 author:
   - airlift developers
 """
@@ -62,13 +69,16 @@ class ActionModule(ControllerAction):
         "bundle_dir": {"type": "path", "required": True},
         "format": {"type": "str", "choices": ["docker-archive", "oci-archive"],
                    "default": "docker-archive"},
+        "local": {"type": "str"},
+        "extra": {"type": "dict", "default": {}},
     }
 
     def act(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         try:
             changed, image = stage.save_image(args["ref"], Path(args["bundle_dir"]),
                                               args["catalog"], args["format"],
-                                              check_mode=self._task.check_mode)
+                                              check_mode=self._task.check_mode,
+                                              local=args["local"], extra=args["extra"])
         except RuntimeError as exc:
             return {"failed": True, "msg": str(exc)}
         return {"changed": changed, "image": image}

@@ -354,15 +354,31 @@ def load_archive(engine: str, path: str) -> str:
     return proc.stdout.strip()
 
 
+def engine_name(ref: str) -> str:
+    """The name an engine can tag for a catalog reference.
+
+    Engines refuse to tag by digest, and a loaded archive keeps no digest: a pinned
+    `name:tag@sha256:...` is tagged `name:tag`, a bare `name@sha256:...` as
+    `name:sha256-<12 hex digits>` (the image runs by its ID either way).
+    """
+    name, _, digest = ref.partition("@")
+    if not digest:
+        return ref
+    if ":" in name.rsplit("/", 1)[-1]:
+        return name
+    return f"{name}:{digest.replace(':', '-')[:19]}"
+
+
 def ref_points_to(engine: str, ref: str, image_id: str) -> bool:
-    proc = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}", ref],
+    proc = subprocess.run([engine, "image", "inspect", "--format", "{{.Id}}",
+                           engine_name(ref)],
                           capture_output=True, text=True, check=False)
     return proc.returncode == 0 and short_id(proc.stdout.strip()) == short_id(image_id)
 
 
 def tag(engine: str, image_id: str, ref: str) -> None:
-    proc = subprocess.run([engine, "tag", short_id(image_id), ref], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run([engine, "tag", short_id(image_id), engine_name(ref)],
+                          capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{engine} tag {ref} failed: {proc.stderr.strip()}")
 

@@ -56,12 +56,19 @@ def _cell(results: list[dict[str, Any]], check: str) -> str:
     return worst if len(statuses) == 1 else f"{worst} ({len(statuses)})"
 
 
+IMAGE_FIELDS = ("ref", "tag", "digest", "id", "pinned", "pulled_from")
+
+
 def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResults]],
-                  inventory: Iterable[str] = ()) -> dict[str, Any]:
+                  *, inventory: Iterable[str] = (),
+                  images: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """Write the four formats; `hosts` is called twice (check ids, then rows).
 
-    INVENTORY (the run's inventory sources) is named on the HTML page.
+    INVENTORY (the run's inventory sources) is named on the HTML page. `images` are the
+    bundle's (its manifest): the report names what the hosts run by tag, registry digest
+    and image ID, so an audit needs no other file.
     """
+    images = [{key: image.get(key) for key in IMAGE_FIELDS} for image in images]
     dest.mkdir(parents=True, exist_ok=True)
     check_ids: list[str] = []
     for _, results in hosts():
@@ -105,11 +112,16 @@ def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResu
             md.write(f"| {host} | {status} | " + " | ".join(cells) + " |\n")
             page.add(host, status, results, NO_RESULT)
         overall = {"hosts": host_counts, "checks": totals}
-        js.write(f'\n}}, "summary": {json.dumps(overall)}}}\n')
+        js.write(f'\n}}, "images": {json.dumps(images)}, "summary": {json.dumps(overall)}}}\n')
         junit.write("</testsuites>\n")
         md.write(f"\nHosts: {host_counts[PASS]} passed, {host_counts[FAIL]} failed, "
                  f"{host_counts[UNREPORTED]} unreported. Checks: "
                  + ", ".join(f"{count} {status}" for status, count in totals.items()) + ".\n")
+        if images:
+            md.write("\n## Images\n\n| image | tag | digest | image ID |\n|---|---|---|---|\n"
+                     + "".join(f"| {image['ref']} | {image['tag'] or '-'} | "
+                               f"{image['digest'] or '-'} | {image['id']} |\n"
+                               for image in images))
         if failures:
             md.write("\n## Failures\n\n" + "".join(f"- {line}\n" for line in failures))
         page.write(html)

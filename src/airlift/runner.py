@@ -217,6 +217,11 @@ class Progress:
             self.draw(force=True)
         elif kind.startswith(("runner_on_", "runner_item_on_")) and host:
             self.host_event(kind, host, data, result)
+            if kind == "runner_on_ok":
+                # Lines an action wants the operator to read (stage: what would be
+                # pulled, which tag moved).
+                self.report_lines.extend(str(line) for line in
+                                         result.get("airlift_lines") or [])
         elif kind == "playbook_on_stats":
             self.end_task()
             self.stats(data)

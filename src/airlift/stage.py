@@ -49,6 +49,7 @@ def plan(hosts: Iterable[str], hostvars: Mapping[str, Any],
             entry = catalog[key]
             entries.setdefault(key, {"catalog": key, "image": entry["image"],
                                      "mount_owner": entry.get("mount_owner"),
+                                     "mirror": entry.get("mirror"),
                                      "license": entry.get("license", True) is not False,
                                      "hosts": []})["hosts"].append(host)
     return [entries[key] for key in sorted(entries)]
@@ -61,17 +62,24 @@ def podman(*args: str) -> str:
     return proc.stdout.strip()
 
 
-def image_identity(ref: str) -> dict[str, str]:
+def image_identity(ref: str, local: str | None = None) -> dict[str, str]:
+    """ID and digest of the local image `local` (default `ref`), recorded under `ref`."""
     image_id, digest = podman("image", "inspect", "--format", "{{.Id}} {{.Digest}}",
-                              ref).split()
+                              local or ref).split()
     return {"ref": ref, "id": f"sha256:{image_id}", "digest": digest}
 
 
 def save_image(ref: str, bundle_dir: Path, catalog: str,
                archive_format: str = "docker-archive",
-               check_mode: bool = False) -> tuple[bool, dict[str, Any]]:
-    """Save `ref` as images/<catalog>-<id12>.tar unless that archive exists already."""
-    identity = image_identity(ref)
+               check_mode: bool = False, local: str | None = None,
+               extra: dict[str, Any] | None = None) -> tuple[bool, dict[str, Any]]:
+    """Save `ref` as images/<catalog>-<id12>.tar unless that archive exists already.
+
+    `local` names the image in the engine when it differs from the catalog's `ref` (a
+    reference with a pinned digest); `extra` (tag, pinned digest, mirror it came from,
+    repo digests) is recorded with the image in the manifest.
+    """
+    identity = image_identity(ref, local)
     short = identity["id"].split(":", 1)[1][:12]
     relative = f"images/{_UNSAFE.sub('_', catalog)}-{short}.tar"
     target = bundle_dir / relative
@@ -80,9 +88,11 @@ def save_image(ref: str, bundle_dir: Path, catalog: str,
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
         partial.unlink(missing_ok=True)
-        podman("save", "--quiet", "--format", archive_format, "--output", str(partial), ref)
+        podman("save", "--quiet", "--format", archive_format, "--output", str(partial),
+               local or ref)
         os.replace(partial, target)
-    return changed, {**identity, "catalog": catalog, "archive": relative,
+    recorded = {key: value for key, value in (extra or {}).items() if value}
+    return changed, {**identity, **recorded, "catalog": catalog, "archive": relative,
                      "format": archive_format}
 
 
