@@ -47,7 +47,24 @@ def test_healthy_host_passes_everything():
 @pytest.mark.parametrize(("mhz", "status"), [(2586.0, "FAIL"), (2587.0, "PASS"),
                                             (2600.0, "PASS")])
 def test_clock_edge_with_half_a_percent_tolerance(mhz, status):
-    assert by_id(run([SENTIMENT], cpu_max_mhz=mhz), "host.cpu_clock")["status"] == status
+    result = by_id(run([SENTIMENT], cpu_max_mhz=mhz, cpu_mhz_source="cpuinfo"),
+                   "host.cpu_clock")
+    assert result["status"] == status
+
+
+@pytest.mark.parametrize("source", ["cpufreq", "model"])
+def test_clock_tolerance_is_only_for_a_measured_cpuinfo_reading(source):
+    # cpufreq and the model string state the rated clock: 2590 MHz is a slower part.
+    result = by_id(run([SENTIMENT], cpu_max_mhz=2590.0, cpu_mhz_source=source),
+                   "host.cpu_clock")
+    assert result["status"] == "FAIL"
+    assert result["observed"] == f"2590 MHz ({source})"
+    assert "hypervisor" not in result["message"]
+    assert result["message"].startswith(
+        f"the CPU runs below 2600 MHz ({source} states the rated clock, no tolerance "
+        "applies)")
+    assert by_id(run([SENTIMENT], cpu_max_mhz=2600.0, cpu_mhz_source=source),
+                 "host.cpu_clock")["status"] == "PASS"
 
 
 def test_clock_of_a_hypervisor_reading_passes_with_a_note():
@@ -67,7 +84,8 @@ def test_clock_of_the_h200_host_fails_naming_the_source():
     assert (result["expected"], result["observed"]) == (">= 2600 MHz", "2100 MHz (cpuinfo)")
     assert "below 2600 MHz" in result["message"]
     # A tighter tolerance turns the hypervisor reading into a failure too.
-    tight = checks.host_checks(facts(cpu_max_mhz=2596.146), [SENTIMENT], CATALOG,
+    tight = checks.host_checks(facts(cpu_max_mhz=2596.146, cpu_mhz_source="cpuinfo"),
+                               [SENTIMENT], CATALOG,
                                {**THRESHOLDS, "clock_tolerance": 0.001})
     assert by_id(tight, "host.cpu_clock")["status"] == "FAIL"
 
@@ -166,10 +184,17 @@ def test_shared_gpu_sums_the_memory_of_its_services():
 
 
 def test_docker_needs_the_nvidia_hook_or_runtime():
+    # GPU_HOST has a CDI spec providing nvidia.com/gpu: docker units use --gpus, so the
+    # spec alone (without the NVIDIA hook or runtime) does not let docker hand GPUs over.
     docker = {**GPU_HOST, "engine": "docker"}
+    assert docker["cdi_devices"]
     missing = by_id(run([GPU_SVC], **docker), "host.gpu_runtime")
     assert missing["status"] == "FAIL"
-    assert "nvidia-ctk runtime configure --runtime=docker" in missing["message"]
+    assert missing["observed"] == "neither"
+    assert missing["message"] == (
+        "docker units hand GPUs over with --gpus, not CDI: install nvidia-container-toolkit "
+        "on the host and register its runtime with docker: nvidia-ctk runtime configure "
+        "--runtime=docker && systemctl restart docker")
     for extra in ({"nvidia_hook": "/usr/bin/nvidia-container-runtime-hook"},
                   {"docker_runtimes": ["io.containerd.runc.v2", "nvidia", "runc"]}):
         assert by_id(run([GPU_SVC], **docker, **extra), "host.gpu_runtime")["status"] == "PASS"

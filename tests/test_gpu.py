@@ -1,8 +1,13 @@
-"""GPU assignment per host (airlift.gpu): counts, all, indices, sharing, conflicts."""
+"""GPU assignment per host (airlift.gpu): counts, all, indices, sharing, conflicts; a
+conflict stops playbooks/deploy.yml before any host is contacted."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
+import yaml
+from conftest import flat, run_playbook
 
 from airlift import catalog, gpu
 
@@ -73,3 +78,42 @@ def test_each_engine_gets_its_form():
     every = {**item, "devices": "all", "count": None}
     assert gpu.podman_devices(every) == ["nvidia.com/gpu=all"]
     assert gpu.docker_gpus(every) == "all"
+
+
+def recap(output: str, host: str) -> dict[str, int]:
+    match = re.search(rf"^{re.escape(host)}\s+:(.*)$", output, re.MULTILINE)
+    assert match, f"no recap line for {host}\n{output[-2000:]}"
+    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+def test_conflict_stops_deploy_before_the_host_is_contacted(tmp_path):
+    """playbooks/deploy.yml against a host that is no container (podman exec into it is
+    unreachable, no lab needed): `gpus: all` beside an exclusive GPU service stops the
+    run at the inventory check, naming the fix; the same services sharing get past it
+    and reach for the host, which proves the first run would have contacted it."""
+    ghost = "airlift-ghost-gpu"
+
+    def deploy(share: bool) -> str:
+        services = [svc("everything", gpus="all", gpu_shared=share),
+                    {**svc("sum", gpu_shared=share), "port": 5001}]
+        inventory = tmp_path / f"inventory-{share}.yml"
+        inventory.write_text(yaml.safe_dump({"all": {
+            "vars": {"ansible_connection": "containers.podman.podman",
+                     "airlift_eula": "accept", "airlift_report_dir": str(tmp_path / "reports"),
+                     "airlift_services": services},
+            "hosts": {ghost: {}}}}))
+        proc = run_playbook("playbooks/deploy.yml", inventory=str(inventory))
+        assert proc.returncode == (4 if share else 2), proc.stdout[-3000:]
+        return proc.stdout
+
+    refused = deploy(share=False)
+    assert (f"{ghost}: inventory.gpus [host]: expected valid gpus, distinct or shared GPUs, "
+            "observed conflicting or invalid - everything takes all GPUs of the host, so sum "
+            "cannot have its own: set gpu_shared: true on both, or give everything a count "
+            "or indices instead of gpus: all") in flat(refused)
+    assert "UNREACHABLE" not in refused
+    assert recap(refused, ghost) == {**recap(refused, ghost), "unreachable": 0, "failed": 1,
+                                     "changed": 0}
+    shared = deploy(share=True)
+    assert "inventory.gpus" not in shared
+    assert recap(shared, ghost)["unreachable"] == 1

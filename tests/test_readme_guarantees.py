@@ -5,6 +5,7 @@ A guarantee whose test was renamed or removed would otherwise stay in the README
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 from pathlib import Path
@@ -15,10 +16,10 @@ SECTION = "## What airlift guarantees"
 REFERENCE = re.compile(r"`(tests/test_\w+\.py)::((?:\w+::)?test_\w+)`")
 
 
-def section() -> str:
+def section(title: str = SECTION) -> str:
     text = (ROOT / "README.md").read_text()
-    start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
+    start = text.index(title)
+    end = text.find("\n## ", start + len(title))
     return text[start:end if end != -1 else None]
 
 
@@ -52,4 +53,19 @@ def test_every_named_test_exists():
     assert references
     missing = [f"{module}::{name}" for module, name in references
                if name not in defined_tests(ROOT / module)]
+    assert missing == []
+
+
+def test_every_lab_command_is_in_the_lab_section():
+    """README "The lab" shows every `airlift lab` verb the command line has."""
+    from airlift import cli
+
+    parser = cli.build_parser()
+    verbs = next(action for action in parser._actions
+                 if isinstance(action, argparse._SubParsersAction))
+    lab = next(action for action in verbs.choices["lab"]._actions
+               if isinstance(action, argparse._SubParsersAction))
+    text = section("## The lab")
+    missing = [verb for verb in lab.choices if f"airlift lab {verb}" not in text]
+    assert len(lab.choices) >= 6
     assert missing == []

@@ -58,23 +58,41 @@ def test_compose_file_matches_the_units(rendered):
 
 
 @pytest.fixture(scope="module")
-def rendered_pair(tmp_path_factory):
-    """A host running a Document Intelligence pair (custom template needs layout) and
-    two summarization GPU services."""
-    out = tmp_path_factory.mktemp("rendered-pair")
-    services = [{"name": "custom", "catalog": "di-custom-template", "port": 5011},
-                {"name": "layout", "catalog": "di-layout", "port": 5010},
-                # Two GPU services on the host: GPU 0, then GPUs 1 and 2.
-                {"name": "sum", "catalog": "summarization-gpu", "port": 5020},
-                {"name": "sum2", "catalog": "summarization-gpu", "port": 5021, "gpus": 2}]
+def rendered_gpu_hosts(tmp_path_factory):
+    """One render of two hosts: north-ai-02 runs a Document Intelligence pair (custom
+    template needs layout) and two summarization GPU services; north-ai-03 runs a
+    summarization service with `gpus: all`. Each host's services come as host vars from
+    a second inventory source, so one run renders both."""
+    out = tmp_path_factory.mktemp("rendered-gpu-hosts")
+    pair = [{"name": "custom", "catalog": "di-custom-template", "port": 5011},
+            {"name": "layout", "catalog": "di-layout", "port": 5010},
+            # Two GPU services on the host: GPU 0, then GPUs 1 and 2.
+            {"name": "sum", "catalog": "summarization-gpu", "port": 5020},
+            {"name": "sum2", "catalog": "summarization-gpu", "port": 5021, "gpus": 2}]
+    every = [{"name": "everything", "catalog": "summarization-gpu", "port": 5013,
+              "gpus": "all"}]
+    hosts = out / "gpu-hosts.yml"
+    hosts.write_text(yaml.safe_dump({"all": {"hosts": {
+        "north-ai-02.enclave.local": {"airlift_services": pair},
+        "north-ai-03.enclave.local": {"airlift_services": every}}}}))
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
-    proc = subprocess.run(["ansible-playbook", "-i", "inventories/example", *EXAMPLE_VAULT,
-                           "playbooks/render.yml", "--limit", "north-ai-02.enclave.local",
-                           "-e", f"airlift_render_dir={out}",
-                           "-e", json.dumps({"airlift_services": services})],
+    proc = subprocess.run(["ansible-playbook", "-i", "inventories/example", "-i", str(hosts),
+                           *EXAMPLE_VAULT, "playbooks/render.yml",
+                           "--limit", "north-ai-02.enclave.local,north-ai-03.enclave.local",
+                           "-e", f"airlift_render_dir={out}"],
                           capture_output=True, text=True, cwd=ROOT, env=env, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:]
-    return out / "north-ai-02.enclave.local"
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered_pair(rendered_gpu_hosts):
+    return rendered_gpu_hosts / "north-ai-02.enclave.local"
+
+
+@pytest.fixture(scope="module")
+def rendered_all_gpus(rendered_gpu_hosts):
+    return rendered_gpu_hosts / "north-ai-03.enclave.local"
 
 
 def test_needed_service_is_reached_by_its_name_on_each_target(rendered_pair):
@@ -129,7 +147,20 @@ def test_gpu_services_get_their_gpus_in_compose_and_kubernetes(rendered_pair):
     assert "nvidia.com/gpu" not in limits["airlift-layout"]
 
 
-@pytest.mark.parametrize("fixture", ["rendered", "rendered_pair"])
+def test_gpus_all_renders_as_every_gpu_in_compose_and_one_in_kubernetes(rendered_all_gpus):
+    compose = yaml.safe_load((rendered_all_gpus / "compose.yml").read_text())["services"]
+    assert set(compose) == {"everything"}
+    assert compose["everything"]["deploy"]["resources"]["reservations"]["devices"] == [
+        {"driver": "nvidia", "capabilities": ["gpu"], "count": "all"}]
+    docs = [doc for doc in yaml.safe_load_all((rendered_all_gpus / "kubernetes.yml").read_text())
+            if doc and doc["kind"] == "Deployment"]
+    assert [doc["metadata"]["name"] for doc in docs] == ["airlift-everything"]
+    container = docs[0]["spec"]["template"]["spec"]["containers"][0]
+    # Kubernetes schedules GPUs by count: `all` asks for one (README, GPU services).
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+@pytest.mark.parametrize("fixture", ["rendered", "rendered_pair", "rendered_all_gpus"])
 def test_renderings_pass_the_kubernetes_and_compose_validators(fixture, request):
     """kubernetes-validate --strict and the compose spec's JSON schema (check-jsonschema's
     vendored copy): both offline, both accept the GPU parts."""
