@@ -3,8 +3,9 @@ then the full matrix, filterable by status with a few lines of inline script.
 
 The compliance writer feeds it one host at a time in the same pass that writes the JSON,
 JUnit and Markdown files. The matrix rows go to a temporary spool file as they come;
-what goes above them (counts, failures grouped by check, waivers) is small: identical
-failures of many hosts are one group with a list of host names. The page is assembled
+what goes above them (counts, failures grouped by check, waivers) is small: the failures
+of one check with one fix are one group, with its hosts and the range of what they
+observed (disk, memory, cores differ per host), not a row per observed value. The page is assembled
 at the end and renamed into place, so it is complete or absent like the other files.
 """
 
@@ -24,7 +25,9 @@ UNREPORTED = "UNREPORTED"  # as airlift.compliance (which imports this module)
 # Short cell labels keep twenty check columns on an A4 page.
 CELL = {PASS: "ok", FAIL: "FAIL", WARN: "warn", WAIVED: "waived"}
 HOSTS_SHOWN = 20  # host names listed per group; the matrix below has them all
+OBSERVED_KEPT = 200  # distinct observed values kept per group: enough for a range
 _WAIVED_UNTIL = re.compile(r"^waived until (\d{4}-\d{2}-\d{2}): (.*)$", re.DOTALL)
+_LEADING_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(.*)$")
 
 EXTRA_STYLE = """
 #matrix th.c{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap;
@@ -61,6 +64,24 @@ def waiver_of(item: Mapping[str, Any]) -> tuple[str | None, str]:
     return (match[1], match[2]) if match else (None, str(item.get("message") or ""))
 
 
+def spread(values: Mapping[str, int]) -> str:
+    """Observed values of a group for a reader: the one value, the range when each starts
+    with a number in one unit (20 GB to 38 GB), else the first few; with the count."""
+    if len(values) == 1:
+        return e(next(iter(values)))
+    parsed = [(match[1], match[2]) for value in values
+              if (match := _LEADING_NUMBER.match(value))]
+    if len(parsed) == len(values) and len({unit for _, unit in parsed}) == 1:
+        numbers = sorted(parsed, key=lambda pair: float(pair[0]))
+        low, high = (f"{number} {unit}".strip() for number, unit in (numbers[0], numbers[-1]))
+        shown = f"{e(low)} to {e(high)}"
+    else:
+        first = sorted(values, key=lambda value: -values[value])[:3]
+        shown = ", ".join(e(value) for value in first) + (", ..." if len(values) > 3 else "")
+    more = "+" if len(values) >= OBSERVED_KEPT else ""
+    return f"{shown} <span class=muted>({len(values):,}{more} distinct values)</span>"
+
+
 class CompliancePage:
     """Accumulates the page while the writer streams hosts; `write` puts it in place."""
 
@@ -73,8 +94,9 @@ class CompliancePage:
         self.by_check = {check: {PASS: 0, FAIL: 0, WARN: 0, WAIVED: 0} for check in check_ids}
         self.hosts = {PASS: 0, FAIL: 0, UNREPORTED: 0}
         self.checks = {PASS: 0, FAIL: 0, WARN: 0, WAIVED: 0}
-        # (status, check, subject, expected, observed, message) -> host names
+        # (status, check, subject, fix) -> host names, and the values they observed
         self.groups: dict[tuple[str, ...], list[str]] = {}
+        self.observed: dict[tuple[str, ...], dict[str, dict[str, int]]] = {}
         self.unreported: dict[str, list[str]] = {}  # reason -> host names
         self.waivers: dict[tuple[str, ...], list[str]] = {}
         self._rows = tempfile.TemporaryFile("w+", encoding="utf-8",  # noqa: SIM115
@@ -108,9 +130,13 @@ class CompliancePage:
             self.by_check[check][state] = self.by_check[check].get(state, 0) + 1
             cells.setdefault(check, []).append(state)
             if state in (FAIL, WARN):
-                key = (state, check, str(item["subject"]), str(item["expected"]),
-                       str(item["observed"]), str(item.get("message") or ""))
+                key = (state, check, str(item["subject"]), str(item.get("message") or ""))
                 self.groups.setdefault(key, []).append(host)
+                seen = self.observed.setdefault(key, {"expected": {}, "observed": {}})
+                for field in ("expected", "observed"):
+                    values, value = seen[field], str(item[field])
+                    if value in values or len(values) < OBSERVED_KEPT:
+                        values[value] = values.get(value, 0) + 1
             elif state == WAIVED:
                 expires, why = waiver_of(item)
                 key = (check, str(item["subject"]), expires or "", why)
@@ -208,10 +234,11 @@ class CompliancePage:
                              if key[0] == state), key=lambda kv: (kv[0][1], -len(kv[1])))
             rows += [f"<tr><td class={state}>{e(check)}<br><span class='muted small'>"
                      f"{e(self.titles.get(check, ''))}</span></td><td>{e(subject)}</td>"
-                     f"<td>expected {e(expected)}<br>observed {e(observed)}</td>"
+                     f"<td>expected {spread(self.observed[key]['expected'])}<br>observed "
+                     f"{spread(self.observed[key]['observed'])}</td>"
                      f"<td>{e(message) or '<span class=muted>-</span>'}</td>"
                      f"<td>{self._host_list(hosts)}</td></tr>\n"
-                     for (_, check, subject, expected, observed, message), hosts in groups]
+                     for key, hosts in groups for (_, check, subject, message) in [key]]
             if rows:
                 parts.append(f"<h2>{heading}</h2>\n<table id={table}><thead><tr><th>check</th>"
                              "<th>subject</th><th>expected / observed</th><th>fix</th>"

@@ -11,12 +11,16 @@ are counted, then the page is assembled and renamed into place.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import heapq
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+import yaml
 
 from airlift.compliance import atomic_text
 from airlift.report_html import e, head, provenance
@@ -99,6 +103,21 @@ def billed_figure(values: Mapping[str, Any]) -> int | float | None:
     return None
 
 
+@functools.cache
+def _unit_rules() -> tuple[tuple[str, str], ...]:
+    """(name ending, unit) from meter_units.yml: data, so a new meter needs no code."""
+    data = yaml.safe_load(resources.files("airlift").joinpath("meter_units.yml")
+                          .read_text(encoding="utf-8"))
+    return tuple((str(rule["ends_with"]).lower(), str(rule["unit"]))
+                 for rule in data["meter_units"])
+
+
+def unit_of(meter: str) -> str:
+    """The unit a meter counts, named for the reader ("units" when it is not known)."""
+    last = meter.rsplit(".", 1)[-1].lower()
+    return next((unit for ending, unit in _unit_rules() if last.endswith(ending)), "units")
+
+
 def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}%"
 
@@ -164,7 +183,10 @@ def _host_row(entry: Mapping[str, Any], with_site: bool) -> str:
                 lines.append(f"{_e(svc['name'])}{via}: <span class=muted>"
                              f"{_e(REMOVED_NOTE)}</span>")
             else:
-                meters = ", ".join(f"{_e(m)} {_e(fmt(q))}" for m, q in svc["all_time"].items())
+                billed = svc.get("billed_all_time") or {}
+                meters = ", ".join(f"{_e(m)} {_e(fmt(q))}"
+                                   + (f" (billed {_e(fmt(billed[m]))})" if m in billed else "")
+                                   for m, q in svc["all_time"].items())
                 lines.append(f"{_e(svc['name'])}{via}: {meters or 'no meters'}")
         if entry.get("note"):
             lines.append(f"<span class=muted>{_e(entry['note'])}</span>")
@@ -207,6 +229,7 @@ def _summary_table(header: Mapping[str, Any], seen: _Pass, month: str) -> str:
                     "</span>" if values.get("billed_unit") else "")
             rows.append(
                 f"<tr><td>{_e(service)}</td><td>{_e(meter)}{unit}</td>"
+                f"<td>{_e(unit_of(meter))}</td>"
                 f"<td class=n>{fmt(values['all_time'])}</td>"
                 f"<td class=n>{fmt(values['months'].get(month))}</td>"
                 f"<td class=n>{fmt(billed) if billed is not None else ''}</td>"
@@ -218,7 +241,7 @@ def _summary_table(header: Mapping[str, Any], seen: _Pass, month: str) -> str:
     if not rows:
         return "<p class=failed>No host gave any figure: there is nothing to report.</p>\n"
     return (f"<h2>What to report (as of {_e(header['run'].get('as_of'))})</h2>\n"
-            "<table id=summary><thead><tr><th>service</th><th>meter</th>"
+            "<table id=summary><thead><tr><th>service</th><th>meter</th><th>unit</th>"
             f"<th class=n>all time</th><th class=n>this month ({_e(month)})</th>"
             f"<th class=n>billed</th><th class=n>commitment {year} used</th>"
             "<th class=n>projected at year end</th><th class=n>hosts reported</th>"
@@ -226,8 +249,9 @@ def _summary_table(header: Mapping[str, Any], seen: _Pass, month: str) -> str:
             + "".join(rows) + "</tbody></table>\n<p class='muted small'>Hosts missing: hosts "
             "that gave no figures (failed or unreachable; they may or may not run the "
             "service) plus hosts where this service was not collected. Billed: the figure "
-            "the service itself reports as billed, where it reports one. Commitment: the "
-            "service's use in the calendar year against its plan.</p>\n")
+            "the service itself reports as billed (its numeric billedUnit, all time), where "
+            "it reports one. Commitment: the service's use in the calendar year against its "
+            "plan, counted on the billed figure where the service reports one.</p>\n")
 
 
 def _banner(header: Mapping[str, Any], seen: _Pass) -> str:
@@ -329,23 +353,36 @@ def _commitments(header: Mapping[str, Any]) -> str:
                     f"<td class=n>{_percent(row['percent_used'])}</td>"
                     f"<td class=n>{fmt(row['projected_year_end'])}</td>"
                     f"<td class=n>{_percent(row['projected_percent'])}</td>"
+                    f"<td>{_e(row.get('counted', 'quantity'))}</td>"
                     f"<td class={row['status']}>{row['status']}{gap}</td>"
                     f"<td>{_progress(row['percent_used'], row['projected_percent'])}</td></tr>\n")
     return ("<h2>Commitment plans</h2>\n<table id=commitments><thead><tr><th>service</th>"
             "<th>year</th><th class=n>purchased</th><th class=n>used</th><th class=n>used %</th>"
-            "<th class=n>projected year end</th><th class=n>projected %</th><th>status</th>"
+            "<th class=n>projected year end</th><th class=n>projected %</th>"
+            "<th>counted on</th><th>status</th>"
             "<th>used (bar) / projected (tick) / 100% (line)</th></tr></thead><tbody>\n"
             + "".join(rows) + "</tbody></table>\n")
 
 
-def _months_table(months: Mapping[str, int | float]) -> str:
-    """Months as one row per year (Jan to Dec and the year's sum): it fits a printed page."""
+def _months_table(months: Mapping[str, int | float],
+                  billed: Mapping[str, int | float] | None = None) -> str:
+    """Months as one row per year (Jan to Dec and the year's sum): it fits a printed page.
+    Where the service reports a billed figure, each year gets a second row of it."""
     years: dict[str, dict[int, int | float]] = {}
     for month, quantity in months.items():
         years.setdefault(month[:4], {})[int(month[5:7])] = quantity
-    rows = "".join(f"<tr><td>{_e(year)}</td>"
-                   + "".join(f"<td class=n>{fmt(values.get(m))}</td>" for m in range(1, 13))
-                   + f"<td class=n><b>{fmt(sum(values.values()))}</b></td></tr>"
+    billed_years: dict[str, dict[int, int | float]] = {}
+    for month, figure in (billed or {}).items():
+        billed_years.setdefault(month[:4], {})[int(month[5:7])] = figure
+
+    def row(label: str, values: Mapping[int, int | float]) -> str:
+        return (f"<tr><td>{label}</td>"
+                + "".join(f"<td class=n>{fmt(values.get(m))}</td>" for m in range(1, 13))
+                + f"<td class=n><b>{fmt(sum(values.values()))}</b></td></tr>")
+
+    rows = "".join(row(_e(year), values)
+                   + (row(f"{_e(year)} billed", billed_years[year])
+                      if year in billed_years else "")
                    for year, values in sorted(years.items()))
     return ("<table class=months><thead><tr><th>year</th>"
             + "".join(f"<th class=n>{name}</th>" for name in MONTH_NAMES)
@@ -358,12 +395,18 @@ def _detail(header: Mapping[str, Any], seen: _Pass) -> str:
         for meter, values in entry["meters"].items():
             unit = f" ({_e(values['billed_unit'])})" if values.get("billed_unit") else ""
             parts.append(f"<div class=keep><h3>{_e(service)}: {_e(meter)}{unit}</h3>\n<p>All "
-                         f"time: <b>{fmt(values['all_time'])}</b> from "
+                         f"time: <b>{fmt(values['all_time'])}</b> {_e(unit_of(meter))} from "
                          f"{values['all_time_hosts']:,} host(s).</p>\n")
+            billed = billed_figure(values)
+            if billed is not None:
+                parts.append(f"<p class=billed>Billed all time: <b>{fmt(billed)}</b> (the "
+                             "service's billedUnit, from "
+                             f"{values.get('billed_hosts', 0):,} host(s)); commitments count "
+                             "this figure.</p>\n")
             months = values["months"]
             if months:
                 parts.append(bar_chart(list(months), list(months.values())) + "\n"
-                             + _months_table(months))
+                             + _months_table(months, values.get("billed_months")))
             parts.append("</div>\n")
     parts.append("<h2>Usage per host (all time)</h2>\n")
     for (service, meter), heap in sorted(seen.heaps.items()):
