@@ -2,7 +2,9 @@
 then the full matrix, filterable by status with a few lines of inline script.
 
 The compliance writer feeds it one host at a time in the same pass that writes the JSON,
-JUnit and Markdown files. The matrix rows go to a temporary spool file as they come;
+JUnit and Markdown files. The matrix rows go to a temporary spool file as they come, as
+one compact JSON line each (the checks a fleet runs are known only at the end, and they
+are the matrix's columns); they are rendered as HTML rows when the page is written;
 what goes above them (counts, failures grouped by check, waivers) is small: the failures
 of one check with one fix are one group, with its hosts and the range of what they
 observed (disk, memory, cores differ per host), not a row per observed value. The page is assembled
@@ -12,10 +14,10 @@ at the end and renamed into place, so it is complete or absent like the other fi
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
-import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from airlift.checks import FAIL, PASS, WAIVED, WARN
@@ -64,6 +66,11 @@ def waiver_of(item: Mapping[str, Any]) -> tuple[str | None, str]:
     return (match[1], match[2]) if match else (None, str(item.get("message") or ""))
 
 
+def sort_checks(checks: Iterable[str]) -> list[str]:
+    """Check ids in column order: the inventory's first, then by name."""
+    return sorted(checks, key=lambda check: (not check.startswith("inventory."), check))
+
+
 def spread(values: Mapping[str, int]) -> str:
     """Observed values of a group for a reader: the one value, the range when each starts
     with a number in one unit (20 GB to 38 GB), else the first few; with the count."""
@@ -85,13 +92,12 @@ def spread(values: Mapping[str, int]) -> str:
 class CompliancePage:
     """Accumulates the page while the writer streams hosts; `write` puts it in place."""
 
-    def __init__(self, run_id: str, generated: str, check_ids: Sequence[str],
-                 inventory: Iterable[str] = ()) -> None:
+    def __init__(self, run_id: str, generated: str, inventory: Iterable[str] = ()) -> None:
         self.run_id, self.generated = run_id, generated
-        self.check_ids = list(check_ids)
+        self.check_ids: list[str] = []  # the matrix's columns, known once every host is in
         self.inventory = list(inventory)
         self.titles: dict[str, str] = {}
-        self.by_check = {check: {PASS: 0, FAIL: 0, WARN: 0, WAIVED: 0} for check in check_ids}
+        self.by_check: dict[str, dict[str, int]] = {}
         self.hosts = {PASS: 0, FAIL: 0, UNREPORTED: 0}
         self.checks = {PASS: 0, FAIL: 0, WARN: 0, WAIVED: 0}
         # (status, check, subject, fix) -> host names, and the values they observed
@@ -100,7 +106,7 @@ class CompliancePage:
         self.unreported: dict[str, list[str]] = {}  # reason -> host names
         self.waivers: dict[tuple[str, ...], list[str]] = {}
         self._rows = tempfile.TemporaryFile("w+", encoding="utf-8",  # noqa: SIM115
-                                            prefix="airlift-compliance-", suffix=".html")
+                                            prefix="airlift-compliance-", suffix=".jsonl")
 
     def close(self) -> None:
         self._rows.close()
@@ -117,9 +123,7 @@ class CompliancePage:
         self.hosts[status] = self.hosts.get(status, 0) + 1
         if results is None:
             self.unreported.setdefault(reason, []).append(host)
-            self._rows.write(f'<tr class="r-UNREPORTED"><td class="h UNREPORTED">{e(host)}</td>'
-                             f'<td class=UNREPORTED colspan="{len(self.check_ids) or 1}">'
-                             f"not reported: {e(reason)}</td></tr>\n")
+            self._rows.write(json.dumps([host, UNREPORTED, reason]) + "\n")
             return
         cells: dict[str, list[str]] = {}
         for item in results:
@@ -143,17 +147,28 @@ class CompliancePage:
                 self.waivers.setdefault(key, []).append(host)
         flags = "".join(f" r-{state}" for state in (WARN, WAIVED)
                         if any(state in states for states in cells.values()))
+        worst = {check: [next(s for s in (FAIL, WARN, WAIVED, PASS) if s in states)
+                         if all(s in CELL for s in states) else states[0], len(states)]
+                 for check, states in cells.items()}
+        self._rows.write(json.dumps([host, status, flags, worst]) + "\n")
+
+    def _matrix_row(self, line: str) -> str:
+        """A spooled host as its matrix row, one cell per check in the final column order."""
+        host, status, *rest = json.loads(line)
+        if status == UNREPORTED:
+            return (f'<tr class="r-UNREPORTED"><td class="h UNREPORTED">{e(host)}</td>'
+                    f'<td class=UNREPORTED colspan="{len(self.check_ids) or 1}">'
+                    f"not reported: {e(rest[0])}</td></tr>\n")
+        flags, worst = rest
         row = [f'<tr class="r-{status}{flags}"><td class="h {status}">{e(host)}</td>']
         for check in self.check_ids:
-            states = cells.get(check)
-            if not states:
+            if check not in worst:
                 row.append("<td class=muted>-</td>")
                 continue
-            worst = next(s for s in (FAIL, WARN, WAIVED, PASS) if s in states) \
-                if all(s in CELL for s in states) else states[0]
-            count = f" ({len(states)})" if len(states) > 1 else ""
-            row.append(f"<td class={e(worst)}>{e(CELL.get(worst, worst))}{count}</td>")
-        self._rows.write("".join(row) + "</tr>\n")
+            state, count = worst[check]
+            shown = f" ({count})" if count > 1 else ""
+            row.append(f"<td class={e(state)}>{e(CELL.get(state, state))}{shown}</td>")
+        return "".join(row) + "</tr>\n"
 
     # -- the page --------------------------------------------------------------------------
 
@@ -161,6 +176,7 @@ class CompliancePage:
         """The whole page, summary first, then the spooled matrix rows (the caller writes
         OUT under a temporary name and renames it)."""
         today = today or dt.date.fromisoformat(self.generated[:10])
+        self.check_ids = sort_checks(self.by_check)
         out.write(head(f"airlift compliance: run {self.run_id}", EXTRA_STYLE))
         out.write("<h1>airlift preflight compliance</h1>\n"
                   + provenance(self.generated, self.run_id, self.inventory))
@@ -172,7 +188,8 @@ class CompliancePage:
         out.write(per_check)
         out.write(self._matrix_head())
         self._rows.seek(0)
-        shutil.copyfileobj(self._rows, out)
+        for line in self._rows:
+            out.write(self._matrix_row(line))
         out.write("</tbody></table>\n" + SCRIPT + "</body></html>\n")
 
     def _banner(self) -> str:
