@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 TOP_HOSTS = 25
 LISTED = 50  # hosts listed per kind of problem near the top; the host table has them all
 _e = e
+# The summary's eleven columns fit a 1280 px screen and a printed page: a little smaller
+# type, long meter names wrap at their dots.
+EXTRA_STYLE = "#summary{font-size:.9em}#summary td,#summary th{padding:.2em .4em}\n"
 MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
                "Dec")
 
@@ -61,7 +64,9 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], horizontal: bool =
                          f'height="{row - 4}" fill="#3b6ea5"/><text x="{label_w + w + 4:.1f}" '
                          f'y="{y + 12}">{_e(fmt(value))}</text>')
     else:
-        col, bars, top = 64, 160, 16
+        # Wide enough for the longest figure written on a bar (16,486,000 is ten glyphs).
+        widest = max((len(fmt(value)) for value in values), default=0)
+        col, bars, top = max(64, round(6.5 * widest + 14)), 160, 16
         width, height = col * len(values) + 10, bars + top + 20
         parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
                  f'role="img">']
@@ -116,6 +121,13 @@ def unit_of(meter: str) -> str:
     """The unit a meter counts, named for the reader ("units" when it is not known)."""
     last = meter.rsplit(".", 1)[-1].lower()
     return next((unit for ending, unit in _unit_rules() if last.endswith(ending)), "units")
+
+
+def _meter(name: str) -> str:
+    """A meter name that may wrap after its dots: Translator's 75-character name would
+    otherwise push the summary's figures off the screen."""
+    *parts, last = name.split(".")
+    return "".join(f"{_e(part)}.<wbr>" for part in parts) + _e(last)
 
 
 def _percent(value: float | None) -> str:
@@ -184,7 +196,7 @@ def _host_row(entry: Mapping[str, Any], with_site: bool) -> str:
                              f"{_e(REMOVED_NOTE)}</span>")
             else:
                 billed = svc.get("billed_all_time") or {}
-                meters = ", ".join(f"{_e(m)} {_e(fmt(q))}"
+                meters = ", ".join(f"{_meter(m)} {_e(fmt(q))}"
                                    + (f" (billed {_e(fmt(billed[m]))})" if m in billed else "")
                                    for m, q in svc["all_time"].items())
                 lines.append(f"{_e(svc['name'])}{via}: {meters or 'no meters'}")
@@ -228,7 +240,7 @@ def _summary_table(header: Mapping[str, Any], seen: _Pass, month: str) -> str:
             unit = (f"<br><span class='muted small'>billed per {_e(values['billed_unit'])}"
                     "</span>" if values.get("billed_unit") else "")
             rows.append(
-                f"<tr><td>{_e(service)}</td><td>{_e(meter)}{unit}</td>"
+                f"<tr><td>{_e(service)}</td><td>{_meter(meter)}{unit}</td>"
                 f"<td>{_e(unit_of(meter))}</td>"
                 f"<td class=n>{fmt(values['all_time'])}</td>"
                 f"<td class=n>{fmt(values['months'].get(month))}</td>"
@@ -331,7 +343,7 @@ def _sites(header: Mapping[str, Any], seen: _Pass, month: str) -> str:
         for index, (service, meter) in enumerate(meters or [("", "")]):
             all_time, this_month = data["meters"].get((service, meter), (None, None))
             rows.append(f"<tr><td>{label}</td>{status if index == 0 else '<td></td>' * 5}"
-                        f"<td>{_e(service)}</td><td>{_e(meter)}</td>"
+                        f"<td>{_e(service)}</td><td>{_meter(meter)}</td>"
                         f"<td class=n>{fmt(all_time)}</td><td class=n>{fmt(this_month)}</td>"
                         "</tr>\n")
     return ("<h2>Per site</h2>\n<table id=sites><thead><tr><th>site</th><th class=n>hosts</th>"
@@ -399,9 +411,9 @@ def _detail(header: Mapping[str, Any], seen: _Pass) -> str:
                          f"{values['all_time_hosts']:,} host(s).</p>\n")
             billed = billed_figure(values)
             if billed is not None:
-                parts.append(f"<p class=billed>Billed all time: <b>{fmt(billed)}</b> (the "
-                             "service's billedUnit, from "
-                             f"{values.get('billed_hosts', 0):,} host(s)); commitments count "
+                parts.append(f"<p class=billed>Billed all time: <b>{fmt(billed)}</b>, the "
+                             "service's billedUnit summed over "
+                             f"{values.get('billed_hosts', 0):,} host(s); commitments count "
                              "this figure.</p>\n")
             months = values["months"]
             if months:
@@ -435,7 +447,7 @@ def write_html(agg: UsageAggregator, header: Mapping[str, Any], path: Path) -> N
                                  suffix=".html") as rows, atomic_text(path) as out):
         seen = _Pass(agg, month, rows)
         playbook = f"; playbook {_e(run['playbook'])}" if run.get("playbook") else ""
-        out.write(head("airlift usage report")
+        out.write(head("airlift usage report", EXTRA_STYLE)
                   + "<h1>airlift usage report</h1>\n"
                   + provenance(header["generated_at"], _run_label(run), inventory,
                                f"{playbook}; usage as of {_e(run.get('as_of'))}"))
