@@ -13,7 +13,18 @@ from airlift.usage_report import write_reports
 
 MONTHS = [f"2026-{month:02d}" for month in range(1, 13)]
 SERVICES = {"sentiment": "Sentiment.TextRecords", "read": "Read.Pages",
-            "speech": "Speech.Seconds"}
+            "speech": "Speech.Seconds",
+            "translator": "CognitiveServices.TextTranslation.Container."
+                          "OneDocumentTranslatedCharacters"}
+# Disconnected Translator's usage log (issue 14): a numeric billedUnit per meter, the
+# figure Microsoft counts against the licensed characters.
+TRANSLATOR_METER = SERVICES["translator"]
+
+
+def translator_log(quantity: float, billed: float) -> dict:
+    return {"type": "CommerceUsageResponse", "apiType": "texttranslation",
+            "serviceName": "texttranslation",
+            "meters": [{"name": TRANSLATOR_METER, "quantity": quantity, "billedUnit": billed}]}
 GENERATED = dt.datetime(2026, 12, 31, 13, 0, tzinfo=dt.UTC)
 WAIVER = {"check": "host.cpu_clock", "expires": "2027-03-01",
           "justification": "lab hosts run at 2.0 GHz; production hosts are checked"}
@@ -38,6 +49,14 @@ def _usage(index: int) -> dict:
     for name, meter in SERVICES.items():
         unit = "1 hour" if name == "speech" else None
         per_month = (index % 7 + 1) * 1000 + (index * 37) % 500
+        if name == "translator":  # characters, billed at 1.5 times what was translated
+            per_month *= 100
+            services.append({"name": name, "catalog": "translator-text",
+                             "collected_via": "running",
+                             "all_time": translator_log(per_month * 12, per_month * 18),
+                             "months": {m: translator_log(per_month, per_month * 3 // 2)
+                                        for m in MONTHS}})
+            continue
         services.append({"name": name, "catalog": f"sim-{name}", "collected_via": "running",
                          "all_time": _log(meter, per_month * 12, unit),
                          "months": {m: _log(meter, per_month, unit) for m in MONTHS}})
@@ -48,14 +67,16 @@ def _usage(index: int) -> dict:
 
 
 def usage_report(hosts: int, dest: Path, failed_every: int = 50,
-                 unreachable_every: int = 71) -> dict:
-    """HOSTS expected: most report, every 50th fails, every 71st is unreachable."""
+                 unreachable_every: int = 71, sites: bool = True) -> dict:
+    """HOSTS expected: most report, every 50th fails, every 71st is unreachable; SITES:
+    whether the inventory groups them by site."""
     agg = UsageAggregator(warn_percent=80)
     agg.collection_ran("reports/20261231T120000Z/usage")
     names = [host_name(i, hosts) for i in range(hosts)]
     agg.expect(names)
     for index, host in enumerate(names):
-        agg.set_site(host, site_of(index, hosts))
+        if sites:
+            agg.set_site(host, site_of(index, hosts))
         if index % failed_every == failed_every - 1:
             agg.mark(host, FAILED, "Read the usage endpoints: connection refused on 5001")
         elif index % unreachable_every == unreachable_every - 1:
@@ -65,7 +86,9 @@ def usage_report(hosts: int, dest: Path, failed_every: int = 50,
     # read runs near its plan; sentiment well within it
     per_host_year = 12 * 4000
     agg.add_commitments({"read": {2026: hosts * per_host_year * 1.1},
-                         "sentiment": {2026: hosts * per_host_year * 3}}, "fixture")
+                         "sentiment": {2026: hosts * per_host_year * 3},
+                         # covers the translated characters, not the billed ones
+                         "translator": {2026: hosts * per_host_year * 100 * 1.2}}, "fixture")
     try:
         header, _ = write_reports(agg, dest, run={"playbook": "collect_usage.yml",
                                                   "inventory": ["inventories/example"]},
@@ -94,7 +117,12 @@ def _results(index: int) -> list[dict] | None:
                       cores, "4", "assign fewer cpus to the services, or a larger host"
                       if cores == "8" else ""),
         checks.result("host.memory", "host", checks.PASS, "16g", "32g"),
-        checks.result("host.disk", "host", checks.PASS, "40 GB", "120 GB"),
+        # Short of disk on every 5th host, each by its own amount: one failure row for
+        # the check, not one per observed value.
+        checks.result("host.disk", "host", checks.FAIL if index % 5 == 1 else checks.PASS,
+                      "40 GB", f"{20 + index % 19} GB" if index % 5 == 1 else "120 GB",
+                      "free space under /var/lib/airlift, or a larger disk"
+                      if index % 5 == 1 else ""),
         checks.result("host.cpu_flags_recommended", "read",
                       checks.WARN if index % 9 == 0 else checks.PASS, "avx512f",
                       "avx2" if index % 9 == 0 else "avx512f",

@@ -12,12 +12,17 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from report_fixtures import GENERATED, compliance_report, usage_report
+from report_fixtures import GENERATED, TRANSLATOR_METER, compliance_report, usage_report
 from usage_page import all_time_figures, number, table_rows
 
 from airlift.usage_report import merge
 
-# Measured at 1,000 hosts: usage page 0.37 MB, compliance page 0.49 MB. A page that grows
+# The unit named beside each fixture meter, from src/airlift/meter_units.yml.
+UNITS = {"Sentiment.TextRecords": "text records", "Read.Pages": "pages",
+         "Speech.Seconds": "seconds", TRANSLATOR_METER: "characters"}
+
+# Measured at 1,000 hosts: usage page 0.56 MB (four services, Translator's billed
+# figures), compliance page 0.51 MB. A page that grows
 # per host by more than a table row (a chart per host, the JSON inlined) fails this.
 MAX_PAGE_BYTES = 1_500_000
 
@@ -106,7 +111,16 @@ def test_usage_summary_table_equals_the_json(usage):
         assert number(row["hosts reported"]) == values["all_time_hosts"]
         missing = counts["failed"] + counts["unreachable"] + not_collected[service]
         assert number(row["hosts missing"]) == missing
-        assert row["billed"] == ""  # no service in these reports carries a billed figure
+        # Translator reports a numeric billedUnit (1.5 times the characters): its summed
+        # figure is shown; the other services report none and the cell stays empty.
+        if service == "translator":
+            assert number(row["billed"]) == values["billed_all_time"] == sum(
+                svc["billed_all_time"][meter] for entry in report["hosts"]
+                for svc in entry.get("services") or [] if svc["name"] == service)
+            assert values["billed_all_time"] == values["all_time"] * 3 // 2
+        else:
+            assert row["billed"] == "" and "billed_all_time" not in values
+        assert row["unit"] == UNITS[meter]
         plan = plans.get(service)
         if plan:
             assert number(row["commitment 2026 used"]) == plan["percent_used"]
@@ -172,8 +186,7 @@ def test_usage_page_is_small_offline_and_prints_whole(usage):
     assert page.scripts == []  # nothing to filter here: the page needs no script at all
     if hosts == 1000:
         assert len(html.encode()) < MAX_PAGE_BYTES
-    assert "@media print" in html and "thead{display:table-header-group}" in html
-    assert "break-inside:avoid" in html
+    assert_prints_whole(html)
 
 
 def test_merged_report_keeps_sites_and_names_its_inputs(usage, tmp_path):
@@ -280,3 +293,67 @@ def test_compliance_matrix_has_every_host_and_filters_offline(preflight):
         assert f"#matrix.only-{value} tbody tr:not(.r-{value})" in html
     if hosts == 1000:
         assert len(html.encode()) < MAX_PAGE_BYTES
+
+
+def test_compliance_failures_of_one_check_are_one_row_whatever_each_host_observed(
+        preflight):
+    """host.disk fails on every 5th host, each short by its own amount: at 1,000 hosts
+    that is 19 distinct observed values and one row, with their range and count."""
+    hosts, report, html = preflight
+    disk = [item for entry in report["hosts"].values() for item in entry["results"]
+            if item["id"] == "host.disk" and item["status"] == "FAIL"]
+    observed = {item["observed"] for item in disk}
+    rows = [row for row in table_rows(html, "failures") if row["check"].startswith("host.disk")]
+    assert len(rows) == 1
+    [row] = rows
+    assert _listed(row["hosts"]) == len(disk)
+    assert row["fix"] == "free space under /var/lib/airlift, or a larger disk"
+    if hosts == 1000:
+        assert len(observed) == 19
+        low, high = min(observed, key=lambda v: int(v.split()[0])), max(
+            observed, key=lambda v: int(v.split()[0]))
+        assert row["expected / observed"] == (
+            f"expected 40 GB observed {low} to {high} (19 distinct values)")
+        assert (low, high) == ("20 GB", "38 GB")
+    else:
+        assert row["expected / observed"] == f"expected 40 GB observed {disk[0]['observed']}"
+    # Every failing check is one row per (check, subject, fix), never one per value.
+    keys = [(row["check"].split(" ")[0], row["subject"], row["fix"])
+            for row in table_rows(html, "failures")]
+    assert len(keys) == len(set(keys))
+
+
+def test_unknown_meter_is_counted_in_units():
+    from airlift.usage_html import unit_of
+
+    assert unit_of("Sentiment.TextRecords") == "text records"
+    assert unit_of("SpeechToText.AudioSeconds") == "audio seconds"
+    assert unit_of(TRANSLATOR_METER) == "characters"
+    assert unit_of("Something.Widgets") == "units"
+
+
+def assert_prints_whole(html: str) -> None:
+    """The print style sheet: a page box that fits A4 and Letter, headers repeated on each
+    printed page, no row or chart split across pages."""
+    style = html[html.index("<style>"):html.index("</style>")]
+    media = style[style.index("@media print"):]
+    page = re.search(r"@page\{([^}]*)\}", media)
+    assert page and "size:auto" in page[1] and re.search(r"margin:\d+mm", page[1])
+    assert "thead{display:table-header-group}" in media
+    assert re.search(r"tr,[^{}]*\{break-inside:avoid\}", media)
+
+
+def test_compliance_page_prints_whole(preflight):
+    _, _, html = preflight
+    assert_prints_whole(html)
+    assert ".noprint{display:none !important}" in html  # the filter is not printed
+
+
+def test_usage_page_without_sites_has_no_site_column(tmp_path):
+    usage_report(3, tmp_path, 3, 2, sites=False)
+    html = (tmp_path / "usage-report.html").read_text()
+    report = json.loads((tmp_path / "usage-report.json").read_text())
+    assert all("site" not in entry for entry in report["hosts"])
+    rows = table_rows(html, "hosts")
+    assert len(rows) == 3 and all("site" not in row for row in rows)
+    assert table_rows(html, "sites") == [] and "Per site" not in Page(html).h2

@@ -74,9 +74,8 @@ def test_a_failed_write_leaves_no_report(tmp_path):
         yield "h1", [result("host.cores", "PASS")]
         raise RuntimeError("hostvars went away")
 
-    calls = iter([[("h1", [result("host.cores", "PASS")])], rows()])
     with pytest.raises(RuntimeError):
-        compliance.write_reports(tmp_path, "r", lambda: next(calls))
+        compliance.write_reports(tmp_path, "r", rows)
     assert not (tmp_path / "compliance.json").exists()
     assert not (tmp_path / "compliance.html").exists()
     assert not list(tmp_path.glob("*.partial"))
@@ -88,3 +87,26 @@ def test_waivers_read_from_results_written_before_the_waiver_field():
     assert compliance_html.waiver_of(old) == ("2027-01-31", "lab")
     new = {**old, "waiver": {"expires": "2027-02-01", "justification": "renewed"}}
     assert compliance_html.waiver_of(new) == ("2027-02-01", "renewed")
+
+
+def test_results_are_read_once_and_columns_include_checks_met_late(tmp_path):
+    """One pass over the hosts: a check first met on the last host is still a column of
+    the Markdown table and of the page's matrix, in the usual order."""
+    calls = []
+
+    def rows():
+        calls.append(1)
+        yield "h1", [result("host.cores", "PASS")]
+        yield "h2", None
+        yield "h3", [result("host.cores", "FAIL"), result("inventory.catalog", "PASS")]
+
+    compliance.write_reports(tmp_path, "r", rows)
+    assert calls == [1]
+    lines = (tmp_path / "compliance.md").read_text().splitlines()
+    assert lines[2] == "| host | status | inventory.catalog | host.cores |"
+    assert lines[4:7] == ["| h1 | PASS | - | PASS |", "| h2 | UNREPORTED | UNREPORTED | "
+                          "UNREPORTED |", "| h3 | FAIL | PASS | FAIL |"]
+    html = (tmp_path / "compliance.html").read_text()
+    assert '<tr class="r-PASS"><td class="h PASS">h1</td><td class=muted>-</td>' \
+           "<td class=PASS>ok</td></tr>" in html
+    assert '<td class=UNREPORTED colspan="2">not reported:' in html

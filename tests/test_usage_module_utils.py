@@ -92,3 +92,44 @@ def test_removed_services_edge_cases(tmp_path):
     assert au.collect_removed(str(tmp_path / "none"), services, [], str(tmp_path / "a")) == []
     [failed] = au.collect_removed(str(root / "notes.txt"), services, [], str(tmp_path / "a"))
     assert failed["collected_via"] == au.REMOVED and "could not list" in failed["error"]
+
+
+def test_query_keeps_translator_numeric_billed_unit():
+    """What the module returns per meter is the endpoint's JSON as it came: a numeric
+    billedUnit (disconnected Translator) reaches the report, nothing filters it out."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    body = {"type": "CommerceUsageResponse", "apiType": "texttranslation",
+            "serviceName": "texttranslation", "meters": [{
+                "name": "CognitiveServices.TextTranslation.Container."
+                        "OneDocumentTranslatedCharacters",
+                "quantity": 1250000, "billedUnit": 1875000}]}
+    asked = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # the http.server interface
+            asked.append(self.path)
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        result = au.query(server.server_address[1], ["2026-06"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert asked == ["/records/usage-logs/", "/records/usage-logs/06/2026"]
+    for log in (result["all_time"], result["months"]["2026-06"]):
+        [meter] = log["meters"]
+        assert meter["billedUnit"] == 1875000 and meter["quantity"] == 1250000

@@ -390,3 +390,123 @@ def test_redact_masks_key_looking_values_and_bounds_length():
     assert redact(f"bad key {KEY}.") == "bad key [redacted]."
     assert redact("sha " + "ab" * 32) == "sha " + "ab" * 32  # a sha256 is not a key
     assert len(redact("x" * 1000)) == 300
+
+
+TRANSLATOR = "CognitiveServices.TextTranslation.Container.OneDocumentTranslatedCharacters"
+
+
+def translator_usage(quantity: int, billed: int, collected_at: str) -> dict:
+    """A host running disconnected Translator (billedUnit a number) and Speech (billedUnit
+    a unit name, as before)."""
+    def translated(q: float, b: float) -> dict:
+        return {"type": "CommerceUsageResponse", "apiType": "texttranslation",
+                "serviceName": "texttranslation",
+                "meters": [{"name": TRANSLATOR, "quantity": q, "billedUnit": b}]}
+
+    def speech(q: float) -> dict:
+        return {"apiType": "speech", "meters": [
+            {"name": "Speech.Seconds", "quantity": q, "billedUnit": "1 hour"}]}
+
+    return {"schema": 1, "collected_at": collected_at, "services": [
+        {"name": "translator", "catalog": "translator-text", "collected_via": "running",
+         "all_time": translated(quantity, billed),
+         "months": {"2026-06": translated(quantity, billed)}},
+        {"name": "speech", "catalog": "speech-to-text", "collected_via": "running",
+         "all_time": speech(60), "months": {"2026-06": speech(60)}}]}
+
+
+def translator_report(dest: Path, commitment: float = 1_500_000) -> dict:
+    """Two hosts: 500,000 + 750,000 characters translated, 750,000 + 1,125,000 billed."""
+    agg = UsageAggregator()
+    agg.add_usage("t1", translator_usage(500_000, 750_000, "2026-06-30T12:00:00Z"))
+    agg.add_usage("t2", translator_usage(750_000, 1_125_000, "2026-06-30T12:00:00Z"))
+    agg.add_commitments({"translator": {2026: commitment}}, "test")
+    try:
+        header, _ = write_reports(agg, dest)
+    finally:
+        agg.close()
+    return header
+
+
+def test_translator_billed_figure_through_json_csv_and_html(tmp_path):
+    from usage_page import number, table_rows
+
+    header = translator_report(tmp_path)
+    report = json.loads((tmp_path / FILE_NAMES["json"]).read_text())
+    meter = report["totals"]["translator"]["meters"][TRANSLATOR]
+    assert meter["all_time"] == 1_250_000
+    assert meter["billed_all_time"] == 1_875_000 and meter["billed_hosts"] == 2
+    assert meter["billed_months"] == {"2026-06": 1_875_000}
+    assert "billed_unit" not in meter  # a number is a figure, not a unit name
+    t1 = next(svc for svc in report["hosts"][0]["services"] if svc["name"] == "translator")
+    assert t1["billed_all_time"] == {TRANSLATOR: 750_000}
+    assert t1["billed_months"] == {"2026-06": {TRANSLATOR: 750_000}}
+    # A unit name in billedUnit works as before and makes no billed figure.
+    speech = report["totals"]["speech"]["meters"]["Speech.Seconds"]
+    assert speech["billed_unit"] == "1 hour" and "billed_all_time" not in speech
+    # The commitment counts what Microsoft counts: 1,875,000 billed of 1,500,000 is 125 %
+    # (exceeded); on the quantity it would read 83.3 %.
+    [plan] = report["commitments"]
+    assert plan["used"] == 1_875_000 and plan["percent_used"] == 125.0
+    assert plan["status"] == "exceeded" and plan["counted"] == "billed"
+    assert any("125.0% of 1,500,000 used" in w for w in report["warnings"])
+    assert header["commitments"] == report["commitments"]
+
+    with (tmp_path / FILE_NAMES["csv"]).open() as handle:
+        rows = list(csv.DictReader(handle))
+    totals = {(r["meter"], r["month"]): r for r in rows if r["record_type"] == "total"}
+    assert totals[(TRANSLATOR, "all-time")]["quantity"] == "1250000"
+    assert totals[(TRANSLATOR, "all-time")]["billed"] == "1875000"
+    assert totals[(TRANSLATOR, "2026-06")]["billed"] == "1875000"
+    assert totals[("Speech.Seconds", "all-time")]["billed"] == ""
+    assert totals[("Speech.Seconds", "all-time")]["billed_unit"] == "1 hour"
+    usage_rows = [r for r in rows if r["record_type"] == "usage" and r["meter"] == TRANSLATOR]
+    assert sum(int(r["billed"]) for r in usage_rows if r["month"] == "all-time") == 1_875_000
+
+    page = (tmp_path / FILE_NAMES["html"]).read_text()
+    summary = {row["service"]: row for row in table_rows(page, "summary")}
+    assert number(summary["translator"]["billed"]) == 1_875_000
+    assert number(summary["translator"]["all time"]) == 1_250_000
+    assert summary["translator"]["unit"] == "characters"
+    assert number(summary["translator"]["commitment 2026 used"]) == 125.0
+    assert summary["translator"]["status"] == "exceeded"
+    assert summary["speech"]["billed"] == "" and summary["speech"]["unit"] == "seconds"
+    [commitment] = table_rows(page, "commitments")
+    assert number(commitment["used"]) == 1_875_000 and commitment["counted on"] == "billed"
+    assert "Billed all time: <b>1,875,000</b>" in page
+    assert "(billed 750,000)" in page  # beside the quantity in the host table
+    assert all_time_figures(page)[("translator", TRANSLATOR)] == 1_250_000
+
+
+def test_merge_keeps_the_billed_figure(tmp_path):
+    translator_report(tmp_path / "a")
+    out = tmp_path / "merged"
+    _, _, lines = merge([tmp_path / "a"], out)
+    before = json.loads((tmp_path / "a" / FILE_NAMES["json"]).read_text())
+    merged = json.loads((out / FILE_NAMES["json"]).read_text())
+    assert merged["totals"] == before["totals"]
+    assert merged["totals"]["translator"]["meters"][TRANSLATOR]["billed_all_time"] == 1_875_000
+    assert merged["commitments"][0]["percent_used"] == 125.0
+    assert [svc.get("billed_all_time") for svc in merged["hosts"][1]["services"]] == [
+        None, {TRANSLATOR: 1_125_000}]
+    assert any(f"{TRANSLATOR} 1,250,000 (billed 1,875,000)" in line for line in lines)
+
+
+def test_newer_snapshot_replaces_the_billed_figure_too(tmp_path):
+    agg = UsageAggregator()
+    agg.add_usage("t1", translator_usage(500_000, 750_000, "2026-06-01T00:00:00Z"))
+    agg.add_usage("t1", translator_usage(600_000, 900_000, "2026-06-30T00:00:00Z"))
+    totals = agg.fleet_totals()["translator"]["meters"][TRANSLATOR]
+    agg.close()
+    assert totals["billed_all_time"] == 900_000 and totals["all_time"] == 600_000
+
+
+def test_a_billed_unit_that_is_not_finite_is_refused_not_dropped(tmp_path):
+    bad = translator_usage(500_000, 750_000, "2026-06-30T12:00:00Z")
+    bad["services"][0]["all_time"]["meters"][0]["billedUnit"] = float("inf")
+    agg = UsageAggregator()
+    agg.add_usage("t1", bad)
+    [(host, service, error)] = list(agg.service_problems())
+    agg.close()
+    assert (host, service) == ("t1", "translator")
+    assert error == "invalid usage data: billedUnit inf is not a finite number"

@@ -12,13 +12,14 @@ import contextlib
 import datetime as dt
 import json
 import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 from xml.sax.saxutils import escape, quoteattr
 
 from airlift.checks import FAIL, PASS, WAIVED, WARN, summary
-from airlift.compliance_html import CompliancePage
+from airlift.compliance_html import CompliancePage, sort_checks
 
 SCHEMA = "airlift.compliance/1"
 UNREPORTED = "UNREPORTED"
@@ -62,36 +63,32 @@ IMAGE_FIELDS = ("ref", "tag", "digest", "id", "pinned", "pulled_from")
 def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResults]],
                   *, inventory: Iterable[str] = (),
                   images: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any]:
-    """Write the four formats; `hosts` is called twice (check ids, then rows).
+    """Write the four formats in one pass over HOSTS (called once).
 
+    The checks (the Markdown and HTML table columns) are known only when every host is
+    in, so both tables spool compact rows to a temporary file and are rendered at the end.
     INVENTORY (the run's inventory sources) is named on the HTML page. `images` are the
     bundle's (its manifest): the report names what the hosts run by tag, registry digest
     and image ID, so an audit needs no other file.
     """
     images = [{key: image.get(key) for key in IMAGE_FIELDS} for image in images]
     dest.mkdir(parents=True, exist_ok=True)
-    check_ids: list[str] = []
-    for _, results in hosts():
-        for item in results or []:
-            if item["id"] not in check_ids:
-                check_ids.append(item["id"])
-    check_ids.sort(key=lambda check: (not check.startswith("inventory."), check))
     totals = {PASS: 0, FAIL: 0, WARN: 0, WAIVED: 0}
     host_counts = {PASS: 0, FAIL: 0, UNREPORTED: 0}
     failures: list[str] = []
+    seen: dict[str, None] = {}  # check ids, in the order met
     generated = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
     paths = {"json": dest / "compliance.json", "junit": dest / "compliance.junit.xml",
              "markdown": dest / "compliance.md", "html": dest / "compliance.html"}
     with (atomic_text(paths["json"]) as js, atomic_text(paths["junit"]) as junit,
           atomic_text(paths["markdown"]) as md, atomic_text(paths["html"]) as html,
-          CompliancePage(run_id, generated, check_ids, inventory) as page):
+          CompliancePage(run_id, generated, inventory) as page,
+          tempfile.TemporaryFile("w+", encoding="utf-8", prefix="airlift-compliance-",
+                                 suffix=".jsonl") as md_rows):
         js.write(f'{{"schema": "{SCHEMA}", "run_id": {json.dumps(run_id)}, '
                  f'"generated": "{generated}", "hosts": {{')
         junit.write('<?xml version="1.0" encoding="UTF-8"?>\n'
                     '<testsuites name="airlift preflight">\n')
-        md.write(f"# airlift preflight: run {run_id}\n\n")
-        md.write("| host | status | " + " | ".join(check_ids) + " |\n")
-        md.write("|---|---|" + "---|" * len(check_ids) + "\n")
         for index, (host, results) in enumerate(hosts()):
             status = host_status(results)
             host_counts[status] += 1
@@ -107,13 +104,25 @@ def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResu
                      **({"reason": NO_RESULT} if results is None else {})}
             js.write(("," if index else "") + f"\n{json.dumps(host)}: {json.dumps(entry)}")
             _write_suite(junit, host, results)
-            cells = [_cell(results, check) if results is not None else UNREPORTED
-                     for check in check_ids]
-            md.write(f"| {host} | {status} | " + " | ".join(cells) + " |\n")
+            checks = {item["id"]: None for item in results or []}
+            seen.update(checks)
+            md_rows.write(json.dumps([host, status, None if results is None else
+                                      {check: _cell(results, check) for check in checks}])
+                          + "\n")
             page.add(host, status, results, NO_RESULT)
+        check_ids = sort_checks(seen)
         overall = {"hosts": host_counts, "checks": totals}
         js.write(f'\n}}, "images": {json.dumps(images)}, "summary": {json.dumps(overall)}}}\n')
         junit.write("</testsuites>\n")
+        md.write(f"# airlift preflight: run {run_id}\n\n")
+        md.write("| host | status | " + " | ".join(check_ids) + " |\n")
+        md.write("|---|---|" + "---|" * len(check_ids) + "\n")
+        md_rows.seek(0)
+        for line in md_rows:
+            host, status, cells = json.loads(line)
+            shown = [UNREPORTED if cells is None else cells.get(check, "-")
+                     for check in check_ids]
+            md.write(f"| {host} | {status} | " + " | ".join(shown) + " |\n")
         md.write(f"\nHosts: {host_counts[PASS]} passed, {host_counts[FAIL]} failed, "
                  f"{host_counts[UNREPORTED]} unreported. Checks: "
                  + ", ".join(f"{count} {status}" for status, count in totals.items()) + ".\n")

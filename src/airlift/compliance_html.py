@@ -2,19 +2,22 @@
 then the full matrix, filterable by status with a few lines of inline script.
 
 The compliance writer feeds it one host at a time in the same pass that writes the JSON,
-JUnit and Markdown files. The matrix rows go to a temporary spool file as they come;
-what goes above them (counts, failures grouped by check, waivers) is small: identical
-failures of many hosts are one group with a list of host names. The page is assembled
+JUnit and Markdown files. The matrix rows go to a temporary spool file as they come, as
+one compact JSON line each (the checks a fleet runs are known only at the end, and they
+are the matrix's columns); they are rendered as HTML rows when the page is written;
+what goes above them (counts, failures grouped by check, waivers) is small: the failures
+of one check with one fix are one group, with its hosts and the range of what they
+observed (disk, memory, cores differ per host), not a row per observed value. The page is assembled
 at the end and renamed into place, so it is complete or absent like the other files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
-import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 from airlift.checks import FAIL, PASS, WAIVED, WARN
@@ -24,7 +27,9 @@ UNREPORTED = "UNREPORTED"  # as airlift.compliance (which imports this module)
 # Short cell labels keep twenty check columns on an A4 page.
 CELL = {PASS: "ok", FAIL: "FAIL", WARN: "warn", WAIVED: "waived"}
 HOSTS_SHOWN = 20  # host names listed per group; the matrix below has them all
+OBSERVED_KEPT = 200  # distinct observed values kept per group: enough for a range
 _WAIVED_UNTIL = re.compile(r"^waived until (\d{4}-\d{2}-\d{2}): (.*)$", re.DOTALL)
+_LEADING_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(.*)$")
 
 EXTRA_STYLE = """
 #matrix th.c{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap;
@@ -61,24 +66,47 @@ def waiver_of(item: Mapping[str, Any]) -> tuple[str | None, str]:
     return (match[1], match[2]) if match else (None, str(item.get("message") or ""))
 
 
+def sort_checks(checks: Iterable[str]) -> list[str]:
+    """Check ids in column order: the inventory's first, then by name."""
+    return sorted(checks, key=lambda check: (not check.startswith("inventory."), check))
+
+
+def spread(values: Mapping[str, int]) -> str:
+    """Observed values of a group for a reader: the one value, the range when each starts
+    with a number in one unit (20 GB to 38 GB), else the first few; with the count."""
+    if len(values) == 1:
+        return e(next(iter(values)))
+    parsed = [(match[1], match[2]) for value in values
+              if (match := _LEADING_NUMBER.match(value))]
+    if len(parsed) == len(values) and len({unit for _, unit in parsed}) == 1:
+        numbers = sorted(parsed, key=lambda pair: float(pair[0]))
+        low, high = (f"{number} {unit}".strip() for number, unit in (numbers[0], numbers[-1]))
+        shown = f"{e(low)} to {e(high)}"
+    else:
+        first = sorted(values, key=lambda value: -values[value])[:3]
+        shown = ", ".join(e(value) for value in first) + (", ..." if len(values) > 3 else "")
+    more = "+" if len(values) >= OBSERVED_KEPT else ""
+    return f"{shown} <span class=muted>({len(values):,}{more} distinct values)</span>"
+
+
 class CompliancePage:
     """Accumulates the page while the writer streams hosts; `write` puts it in place."""
 
-    def __init__(self, run_id: str, generated: str, check_ids: Sequence[str],
-                 inventory: Iterable[str] = ()) -> None:
+    def __init__(self, run_id: str, generated: str, inventory: Iterable[str] = ()) -> None:
         self.run_id, self.generated = run_id, generated
-        self.check_ids = list(check_ids)
+        self.check_ids: list[str] = []  # the matrix's columns, known once every host is in
         self.inventory = list(inventory)
         self.titles: dict[str, str] = {}
-        self.by_check = {check: {PASS: 0, FAIL: 0, WARN: 0, WAIVED: 0} for check in check_ids}
+        self.by_check: dict[str, dict[str, int]] = {}
         self.hosts = {PASS: 0, FAIL: 0, UNREPORTED: 0}
         self.checks = {PASS: 0, FAIL: 0, WARN: 0, WAIVED: 0}
-        # (status, check, subject, expected, observed, message) -> host names
+        # (status, check, subject, fix) -> host names, and the values they observed
         self.groups: dict[tuple[str, ...], list[str]] = {}
+        self.observed: dict[tuple[str, ...], dict[str, dict[str, int]]] = {}
         self.unreported: dict[str, list[str]] = {}  # reason -> host names
         self.waivers: dict[tuple[str, ...], list[str]] = {}
         self._rows = tempfile.TemporaryFile("w+", encoding="utf-8",  # noqa: SIM115
-                                            prefix="airlift-compliance-", suffix=".html")
+                                            prefix="airlift-compliance-", suffix=".jsonl")
 
     def close(self) -> None:
         self._rows.close()
@@ -95,9 +123,7 @@ class CompliancePage:
         self.hosts[status] = self.hosts.get(status, 0) + 1
         if results is None:
             self.unreported.setdefault(reason, []).append(host)
-            self._rows.write(f'<tr class="r-UNREPORTED"><td class="h UNREPORTED">{e(host)}</td>'
-                             f'<td class=UNREPORTED colspan="{len(self.check_ids) or 1}">'
-                             f"not reported: {e(reason)}</td></tr>\n")
+            self._rows.write(json.dumps([host, UNREPORTED, reason]) + "\n")
             return
         cells: dict[str, list[str]] = {}
         for item in results:
@@ -108,26 +134,41 @@ class CompliancePage:
             self.by_check[check][state] = self.by_check[check].get(state, 0) + 1
             cells.setdefault(check, []).append(state)
             if state in (FAIL, WARN):
-                key = (state, check, str(item["subject"]), str(item["expected"]),
-                       str(item["observed"]), str(item.get("message") or ""))
+                key = (state, check, str(item["subject"]), str(item.get("message") or ""))
                 self.groups.setdefault(key, []).append(host)
+                seen = self.observed.setdefault(key, {"expected": {}, "observed": {}})
+                for field in ("expected", "observed"):
+                    values, value = seen[field], str(item[field])
+                    if value in values or len(values) < OBSERVED_KEPT:
+                        values[value] = values.get(value, 0) + 1
             elif state == WAIVED:
                 expires, why = waiver_of(item)
                 key = (check, str(item["subject"]), expires or "", why)
                 self.waivers.setdefault(key, []).append(host)
         flags = "".join(f" r-{state}" for state in (WARN, WAIVED)
                         if any(state in states for states in cells.values()))
+        worst = {check: [next(s for s in (FAIL, WARN, WAIVED, PASS) if s in states)
+                         if all(s in CELL for s in states) else states[0], len(states)]
+                 for check, states in cells.items()}
+        self._rows.write(json.dumps([host, status, flags, worst]) + "\n")
+
+    def _matrix_row(self, line: str) -> str:
+        """A spooled host as its matrix row, one cell per check in the final column order."""
+        host, status, *rest = json.loads(line)
+        if status == UNREPORTED:
+            return (f'<tr class="r-UNREPORTED"><td class="h UNREPORTED">{e(host)}</td>'
+                    f'<td class=UNREPORTED colspan="{len(self.check_ids) or 1}">'
+                    f"not reported: {e(rest[0])}</td></tr>\n")
+        flags, worst = rest
         row = [f'<tr class="r-{status}{flags}"><td class="h {status}">{e(host)}</td>']
         for check in self.check_ids:
-            states = cells.get(check)
-            if not states:
+            if check not in worst:
                 row.append("<td class=muted>-</td>")
                 continue
-            worst = next(s for s in (FAIL, WARN, WAIVED, PASS) if s in states) \
-                if all(s in CELL for s in states) else states[0]
-            count = f" ({len(states)})" if len(states) > 1 else ""
-            row.append(f"<td class={e(worst)}>{e(CELL.get(worst, worst))}{count}</td>")
-        self._rows.write("".join(row) + "</tr>\n")
+            state, count = worst[check]
+            shown = f" ({count})" if count > 1 else ""
+            row.append(f"<td class={e(state)}>{e(CELL.get(state, state))}{shown}</td>")
+        return "".join(row) + "</tr>\n"
 
     # -- the page --------------------------------------------------------------------------
 
@@ -135,6 +176,7 @@ class CompliancePage:
         """The whole page, summary first, then the spooled matrix rows (the caller writes
         OUT under a temporary name and renames it)."""
         today = today or dt.date.fromisoformat(self.generated[:10])
+        self.check_ids = sort_checks(self.by_check)
         out.write(head(f"airlift compliance: run {self.run_id}", EXTRA_STYLE))
         out.write("<h1>airlift preflight compliance</h1>\n"
                   + provenance(self.generated, self.run_id, self.inventory))
@@ -146,7 +188,8 @@ class CompliancePage:
         out.write(per_check)
         out.write(self._matrix_head())
         self._rows.seek(0)
-        shutil.copyfileobj(self._rows, out)
+        for line in self._rows:
+            out.write(self._matrix_row(line))
         out.write("</tbody></table>\n" + SCRIPT + "</body></html>\n")
 
     def _banner(self) -> str:
@@ -208,10 +251,11 @@ class CompliancePage:
                              if key[0] == state), key=lambda kv: (kv[0][1], -len(kv[1])))
             rows += [f"<tr><td class={state}>{e(check)}<br><span class='muted small'>"
                      f"{e(self.titles.get(check, ''))}</span></td><td>{e(subject)}</td>"
-                     f"<td>expected {e(expected)}<br>observed {e(observed)}</td>"
+                     f"<td>expected {spread(self.observed[key]['expected'])}<br>observed "
+                     f"{spread(self.observed[key]['observed'])}</td>"
                      f"<td>{e(message) or '<span class=muted>-</span>'}</td>"
                      f"<td>{self._host_list(hosts)}</td></tr>\n"
-                     for (_, check, subject, expected, observed, message), hosts in groups]
+                     for key, hosts in groups for (_, check, subject, message) in [key]]
             if rows:
                 parts.append(f"<h2>{heading}</h2>\n<table id={table}><thead><tr><th>check</th>"
                              "<th>subject</th><th>expected / observed</th><th>fix</th>"

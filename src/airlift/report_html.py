@@ -11,7 +11,9 @@ from collections.abc import Iterable
 from html import escape
 
 # Screen first; the print block keeps tables whole on A4 and Letter: rows never split,
-# headers repeat on every page, wide tables shrink rather than lose columns.
+# headers repeat on every page, wide tables shrink rather than lose columns. The page box
+# is the printer's own paper (size:auto), so A4 and Letter both work; with 12 mm margins
+# the content fits the narrower (A4, 186 mm) and the shorter (Letter, 255 mm) of the two.
 STYLE = """
 *{box-sizing:border-box}
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em 2em;color:#222;
@@ -37,7 +39,7 @@ svg{display:block;margin:.3em 0 1em;max-width:100%;height:auto}
 svg text{font-size:11px;fill:#333}
 .hosts{font-size:.85em;color:#444;overflow-wrap:anywhere}
 @media print{
- @page{margin:12mm}
+ @page{size:auto;margin:12mm}
  body{margin:0;max-width:none;font-size:9pt}
  h2{break-after:avoid}h3{break-after:avoid}
  table{max-width:100%;font-size:8pt}thead{display:table-header-group}

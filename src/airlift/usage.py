@@ -83,8 +83,28 @@ def _month_key(key: object) -> str:
     return f"{year:04d}-{month:02d}"
 
 
-def _meters(log: object, units: dict[str, str]) -> tuple[dict[str, int | float], str | None]:
-    """One usage-log response as {meter: quantity}; only the documented fields are read."""
+def _billed(value: object) -> int | float | None:
+    """A numeric billedUnit (Translator's billed figure), None when absent or a unit name.
+
+    A number that is not finite is bad input, not a missing figure: the record is refused
+    rather than counted as if the service had billed nothing.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value):
+        raise UsageError(f"billedUnit {value!r} is not a finite number")
+    return value
+
+
+def _meters(log: object, units: dict[str, str],
+            billed: dict[str, int | float] | None = None,
+            ) -> tuple[dict[str, int | float], str | None]:
+    """One usage-log response as {meter: quantity}; only the documented fields are read.
+
+    billedUnit is either a unit name (a string, kept in UNITS) or the figure the service
+    bills for the meter (a number, summed into BILLED): Microsoft counts that figure, not
+    the quantity, against a commitment.
+    """
     if not isinstance(log, Mapping):
         raise UsageError("usage log is not a mapping")
     meters: dict[str, int | float] = {}
@@ -93,8 +113,11 @@ def _meters(log: object, units: dict[str, str]) -> tuple[dict[str, int | float],
             raise UsageError("meter without a name")
         name = meter["name"]
         meters[name] = meters.get(name, 0) + _number(meter.get("quantity", 0))
-        if isinstance(meter.get("billedUnit"), str):
-            units[name] = meter["billedUnit"]
+        unit = meter.get("billedUnit")
+        if isinstance(unit, str):
+            units[name] = unit
+        elif (figure := _billed(unit)) is not None and billed is not None:
+            billed[name] = billed.get(name, 0) + figure
     api_type = log.get("apiType")
     return meters, api_type if isinstance(api_type, str) else None
 
@@ -123,18 +146,34 @@ def normalize_service(raw: Mapping[str, Any], collected_at: str | None) -> dict[
 
 
 def _figures(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """all_time, months, api_type and units of a service entry, or an `error`."""
+    """all_time, months, api_type, units and billed figures of a service entry, or an
+    `error`. billed_all_time / billed_months ({meter: figure}) only where the service
+    reports a numeric billedUnit."""
     units: dict[str, str] = {}
+    billed_all_time: dict[str, int | float] = {}
+    billed_months: dict[str, dict[str, int | float]] = {}
     try:
-        all_time, api_type = _meters(raw.get("all_time") or {}, units)
+        all_time, api_type = _meters(raw.get("all_time") or {}, units, billed_all_time)
         months = {}
         for key, log in (raw.get("months") or {}).items():
-            months[_month_key(key)], month_api = _meters(log, units)
+            month, figures = _month_key(key), {}
+            months[month], month_api = _meters(log, units, figures)
+            if figures:
+                billed_months[month] = figures
             api_type = api_type or month_api
     except UsageError as exc:
         return {"error": f"invalid usage data: {redact(exc)}"}
     return {**({"api_type": api_type} if api_type else {}), "all_time": all_time,
-            "months": dict(sorted(months.items())), **({"units": units} if units else {})}
+            "months": dict(sorted(months.items())), **({"units": units} if units else {}),
+            **({"billed_all_time": billed_all_time} if billed_all_time else {}),
+            **({"billed_months": dict(sorted(billed_months.items()))}
+               if billed_months else {})}
+
+
+def billed_rows(record: Mapping[str, Any]) -> list[tuple[str, Mapping[str, int | float]]]:
+    """(month or ALL_TIME, {meter: billed figure}) of a record, where it carries any."""
+    return [(ALL_TIME, record.get("billed_all_time") or {}),
+            *(record.get("billed_months") or {}).items()]
 
 
 def has_figures(record: Mapping[str, Any]) -> bool:
@@ -191,6 +230,12 @@ class UsageAggregator:
         self._collection_ran = False
         self.totals: dict[tuple[str, str, str], int | float] = {}
         self.host_counts: dict[tuple[str, str, str], int] = {}
+        # Numeric billedUnit summed like the quantities, and how many hosts reported one.
+        self.billed: dict[tuple[str, str, str], int | float] = {}
+        self.billed_hosts: dict[tuple[str, str, str], int] = {}
+        # What a commitment counts: per host and meter-month the billed figure where the
+        # service reports one, else the quantity.
+        self.counted: dict[tuple[str, str, str], int | float] = {}
         self.services: dict[str, dict[str, Any]] = {}
         self.first_collected: dt.datetime | None = None
         self.last_collected: dt.datetime | None = None
@@ -291,12 +336,21 @@ class UsageAggregator:
             if moment > _EPOCH:
                 self.first_collected = min(self.first_collected or moment, moment)
                 self.last_collected = max(self.last_collected or moment, moment)
+        billed = dict(billed_rows(record))
         rows = [(ALL_TIME, record["all_time"]), *record["months"].items()]
         for month, meters in rows:
             for meter, quantity in meters.items():
                 key = (service, meter, month)
                 self.totals[key] = self.totals.get(key, 0) + sign * quantity
                 self.host_counts[key] = self.host_counts.get(key, 0) + sign
+                figure = billed.get(month, {}).get(meter)
+                self.counted[key] = self.counted.get(key, 0) + sign * (
+                    quantity if figure is None else figure)
+        for month, figures in billed.items():
+            for meter, figure in figures.items():
+                key = (service, meter, month)
+                self.billed[key] = self.billed.get(key, 0) + sign * figure
+                self.billed_hosts[key] = self.billed_hosts.get(key, 0) + sign
 
     # -- spool -----------------------------------------------------------------------------
 
@@ -388,6 +442,14 @@ class UsageAggregator:
                 meter_entry["all_time"], meter_entry["all_time_hosts"] = tidy(quantity), hosts
             else:
                 meter_entry["months"][month] = tidy(quantity)
+            key = (service, meter, month)
+            if self.billed_hosts.get(key, 0) > 0:
+                figure = tidy(self.billed[key])
+                if month == ALL_TIME:
+                    meter_entry["billed_all_time"] = figure
+                    meter_entry["billed_hosts"] = self.billed_hosts[key]
+                else:
+                    meter_entry.setdefault("billed_months", {})[month] = figure
         return result
 
     def as_of(self, generated: dt.datetime) -> dt.datetime:
@@ -404,8 +466,10 @@ class UsageAggregator:
     def _commitment(self, service: str, year: int, purchased: int | float,
                     as_of: dt.datetime) -> dict[str, Any]:
         prefix = f"{year:04d}-"
-        used = tidy(sum(q for (s, _, month), q in self.totals.items()
+        used = tidy(sum(q for (s, _, month), q in self.counted.items()
                         if s == service and month.startswith(prefix)))
+        billed = any(hosts > 0 for (s, _, month), hosts in self.billed_hosts.items()
+                     if s == service and month.startswith(prefix))
         collected = sorted(m for m in self.services.get(service, {}).get("months", ())
                            if m.startswith(prefix))
         last_month = 12 if year < as_of.year else as_of.month if year == as_of.year else 0
@@ -422,6 +486,9 @@ class UsageAggregator:
             projected = None
         row: dict[str, Any] = {
             "service": service, "year": year, "purchased": purchased, "used": used,
+            # "billed": the service's numeric billedUnit where it reports one (quantity
+            # elsewhere); "quantity": no billed figure this year.
+            "counted": "billed" if billed else "quantity",
             "percent_used": round(100 * used / purchased, 1) if purchased else None,
             "projected_year_end": projected,
             "projected_percent": (round(100 * projected / purchased, 1)
@@ -479,6 +546,8 @@ def summary_lines(header: Mapping[str, Any], paths: Iterable[str] = (),
              f"{partial}, {counts[FAILED]} failed, {counts[UNREACHABLE]} unreachable"]
     for service, entry in header["totals"].items():
         meters = ", ".join(f"{meter} {fmt(values['all_time'])}"
+                           + (f" (billed {fmt(values['billed_all_time'])})"
+                              if values.get("billed_all_time") is not None else "")
                            for meter, values in entry["meters"].items())
         lines.append(f"  {service}: {meters} (all time, {len(entry['months_collected'])} "
                      f"month(s) collected)")

@@ -11,12 +11,16 @@ are counted, then the page is assembled and renamed into place.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import heapq
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+import yaml
 
 from airlift.compliance import atomic_text
 from airlift.report_html import e, head, provenance
@@ -38,6 +42,9 @@ if TYPE_CHECKING:
 TOP_HOSTS = 25
 LISTED = 50  # hosts listed per kind of problem near the top; the host table has them all
 _e = e
+# The summary's eleven columns fit a 1280 px screen and a printed page: a little smaller
+# type, long meter names wrap at their dots.
+EXTRA_STYLE = "#summary{font-size:.9em}#summary td,#summary th{padding:.2em .4em}\n"
 MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
                "Dec")
 
@@ -57,7 +64,9 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], horizontal: bool =
                          f'height="{row - 4}" fill="#3b6ea5"/><text x="{label_w + w + 4:.1f}" '
                          f'y="{y + 12}">{_e(fmt(value))}</text>')
     else:
-        col, bars, top = 64, 160, 16
+        # Wide enough for the longest figure written on a bar (16,486,000 is ten glyphs).
+        widest = max((len(fmt(value)) for value in values), default=0)
+        col, bars, top = max(64, round(6.5 * widest + 14)), 160, 16
         width, height = col * len(values) + 10, bars + top + 20
         parts = [f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
                  f'role="img">']
@@ -97,6 +106,28 @@ def billed_figure(values: Mapping[str, Any]) -> int | float | None:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return value
     return None
+
+
+@functools.cache
+def _unit_rules() -> tuple[tuple[str, str], ...]:
+    """(name ending, unit) from meter_units.yml: data, so a new meter needs no code."""
+    data = yaml.safe_load(resources.files("airlift").joinpath("meter_units.yml")
+                          .read_text(encoding="utf-8"))
+    return tuple((str(rule["ends_with"]).lower(), str(rule["unit"]))
+                 for rule in data["meter_units"])
+
+
+def unit_of(meter: str) -> str:
+    """The unit a meter counts, named for the reader ("units" when it is not known)."""
+    last = meter.rsplit(".", 1)[-1].lower()
+    return next((unit for ending, unit in _unit_rules() if last.endswith(ending)), "units")
+
+
+def _meter(name: str) -> str:
+    """A meter name that may wrap after its dots: Translator's 75-character name would
+    otherwise push the summary's figures off the screen."""
+    *parts, last = name.split(".")
+    return "".join(f"{_e(part)}.<wbr>" for part in parts) + _e(last)
 
 
 def _percent(value: float | None) -> str:
@@ -164,7 +195,10 @@ def _host_row(entry: Mapping[str, Any], with_site: bool) -> str:
                 lines.append(f"{_e(svc['name'])}{via}: <span class=muted>"
                              f"{_e(REMOVED_NOTE)}</span>")
             else:
-                meters = ", ".join(f"{_e(m)} {_e(fmt(q))}" for m, q in svc["all_time"].items())
+                billed = svc.get("billed_all_time") or {}
+                meters = ", ".join(f"{_meter(m)} {_e(fmt(q))}"
+                                   + (f" (billed {_e(fmt(billed[m]))})" if m in billed else "")
+                                   for m, q in svc["all_time"].items())
                 lines.append(f"{_e(svc['name'])}{via}: {meters or 'no meters'}")
         if entry.get("note"):
             lines.append(f"<span class=muted>{_e(entry['note'])}</span>")
@@ -206,7 +240,8 @@ def _summary_table(header: Mapping[str, Any], seen: _Pass, month: str) -> str:
             unit = (f"<br><span class='muted small'>billed per {_e(values['billed_unit'])}"
                     "</span>" if values.get("billed_unit") else "")
             rows.append(
-                f"<tr><td>{_e(service)}</td><td>{_e(meter)}{unit}</td>"
+                f"<tr><td>{_e(service)}</td><td>{_meter(meter)}{unit}</td>"
+                f"<td>{_e(unit_of(meter))}</td>"
                 f"<td class=n>{fmt(values['all_time'])}</td>"
                 f"<td class=n>{fmt(values['months'].get(month))}</td>"
                 f"<td class=n>{fmt(billed) if billed is not None else ''}</td>"
@@ -218,7 +253,7 @@ def _summary_table(header: Mapping[str, Any], seen: _Pass, month: str) -> str:
     if not rows:
         return "<p class=failed>No host gave any figure: there is nothing to report.</p>\n"
     return (f"<h2>What to report (as of {_e(header['run'].get('as_of'))})</h2>\n"
-            "<table id=summary><thead><tr><th>service</th><th>meter</th>"
+            "<table id=summary><thead><tr><th>service</th><th>meter</th><th>unit</th>"
             f"<th class=n>all time</th><th class=n>this month ({_e(month)})</th>"
             f"<th class=n>billed</th><th class=n>commitment {year} used</th>"
             "<th class=n>projected at year end</th><th class=n>hosts reported</th>"
@@ -226,8 +261,9 @@ def _summary_table(header: Mapping[str, Any], seen: _Pass, month: str) -> str:
             + "".join(rows) + "</tbody></table>\n<p class='muted small'>Hosts missing: hosts "
             "that gave no figures (failed or unreachable; they may or may not run the "
             "service) plus hosts where this service was not collected. Billed: the figure "
-            "the service itself reports as billed, where it reports one. Commitment: the "
-            "service's use in the calendar year against its plan.</p>\n")
+            "the service itself reports as billed (its numeric billedUnit, all time), where "
+            "it reports one. Commitment: the service's use in the calendar year against its "
+            "plan, counted on the billed figure where the service reports one.</p>\n")
 
 
 def _banner(header: Mapping[str, Any], seen: _Pass) -> str:
@@ -307,7 +343,7 @@ def _sites(header: Mapping[str, Any], seen: _Pass, month: str) -> str:
         for index, (service, meter) in enumerate(meters or [("", "")]):
             all_time, this_month = data["meters"].get((service, meter), (None, None))
             rows.append(f"<tr><td>{label}</td>{status if index == 0 else '<td></td>' * 5}"
-                        f"<td>{_e(service)}</td><td>{_e(meter)}</td>"
+                        f"<td>{_e(service)}</td><td>{_meter(meter)}</td>"
                         f"<td class=n>{fmt(all_time)}</td><td class=n>{fmt(this_month)}</td>"
                         "</tr>\n")
     return ("<h2>Per site</h2>\n<table id=sites><thead><tr><th>site</th><th class=n>hosts</th>"
@@ -329,23 +365,36 @@ def _commitments(header: Mapping[str, Any]) -> str:
                     f"<td class=n>{_percent(row['percent_used'])}</td>"
                     f"<td class=n>{fmt(row['projected_year_end'])}</td>"
                     f"<td class=n>{_percent(row['projected_percent'])}</td>"
+                    f"<td>{_e(row.get('counted', 'quantity'))}</td>"
                     f"<td class={row['status']}>{row['status']}{gap}</td>"
                     f"<td>{_progress(row['percent_used'], row['projected_percent'])}</td></tr>\n")
     return ("<h2>Commitment plans</h2>\n<table id=commitments><thead><tr><th>service</th>"
             "<th>year</th><th class=n>purchased</th><th class=n>used</th><th class=n>used %</th>"
-            "<th class=n>projected year end</th><th class=n>projected %</th><th>status</th>"
+            "<th class=n>projected year end</th><th class=n>projected %</th>"
+            "<th>counted on</th><th>status</th>"
             "<th>used (bar) / projected (tick) / 100% (line)</th></tr></thead><tbody>\n"
             + "".join(rows) + "</tbody></table>\n")
 
 
-def _months_table(months: Mapping[str, int | float]) -> str:
-    """Months as one row per year (Jan to Dec and the year's sum): it fits a printed page."""
+def _months_table(months: Mapping[str, int | float],
+                  billed: Mapping[str, int | float] | None = None) -> str:
+    """Months as one row per year (Jan to Dec and the year's sum): it fits a printed page.
+    Where the service reports a billed figure, each year gets a second row of it."""
     years: dict[str, dict[int, int | float]] = {}
     for month, quantity in months.items():
         years.setdefault(month[:4], {})[int(month[5:7])] = quantity
-    rows = "".join(f"<tr><td>{_e(year)}</td>"
-                   + "".join(f"<td class=n>{fmt(values.get(m))}</td>" for m in range(1, 13))
-                   + f"<td class=n><b>{fmt(sum(values.values()))}</b></td></tr>"
+    billed_years: dict[str, dict[int, int | float]] = {}
+    for month, figure in (billed or {}).items():
+        billed_years.setdefault(month[:4], {})[int(month[5:7])] = figure
+
+    def row(label: str, values: Mapping[int, int | float]) -> str:
+        return (f"<tr><td>{label}</td>"
+                + "".join(f"<td class=n>{fmt(values.get(m))}</td>" for m in range(1, 13))
+                + f"<td class=n><b>{fmt(sum(values.values()))}</b></td></tr>")
+
+    rows = "".join(row(_e(year), values)
+                   + (row(f"{_e(year)} billed", billed_years[year])
+                      if year in billed_years else "")
                    for year, values in sorted(years.items()))
     return ("<table class=months><thead><tr><th>year</th>"
             + "".join(f"<th class=n>{name}</th>" for name in MONTH_NAMES)
@@ -358,12 +407,18 @@ def _detail(header: Mapping[str, Any], seen: _Pass) -> str:
         for meter, values in entry["meters"].items():
             unit = f" ({_e(values['billed_unit'])})" if values.get("billed_unit") else ""
             parts.append(f"<div class=keep><h3>{_e(service)}: {_e(meter)}{unit}</h3>\n<p>All "
-                         f"time: <b>{fmt(values['all_time'])}</b> from "
+                         f"time: <b>{fmt(values['all_time'])}</b> {_e(unit_of(meter))} from "
                          f"{values['all_time_hosts']:,} host(s).</p>\n")
+            billed = billed_figure(values)
+            if billed is not None:
+                parts.append(f"<p class=billed>Billed all time: <b>{fmt(billed)}</b>, the "
+                             "service's billedUnit summed over "
+                             f"{values.get('billed_hosts', 0):,} host(s); commitments count "
+                             "this figure.</p>\n")
             months = values["months"]
             if months:
                 parts.append(bar_chart(list(months), list(months.values())) + "\n"
-                             + _months_table(months))
+                             + _months_table(months, values.get("billed_months")))
             parts.append("</div>\n")
     parts.append("<h2>Usage per host (all time)</h2>\n")
     for (service, meter), heap in sorted(seen.heaps.items()):
@@ -392,7 +447,7 @@ def write_html(agg: UsageAggregator, header: Mapping[str, Any], path: Path) -> N
                                  suffix=".html") as rows, atomic_text(path) as out):
         seen = _Pass(agg, month, rows)
         playbook = f"; playbook {_e(run['playbook'])}" if run.get("playbook") else ""
-        out.write(head("airlift usage report")
+        out.write(head("airlift usage report", EXTRA_STYLE)
                   + "<h1>airlift usage report</h1>\n"
                   + provenance(header["generated_at"], _run_label(run), inventory,
                                f"{playbook}; usage as of {_e(run.get('as_of'))}"))

@@ -26,6 +26,7 @@ from airlift.usage import (
     SCHEMA_VERSION,
     UsageAggregator,
     UsageError,
+    billed_rows,
     has_figures,
     normalize_service,
     summary_lines,
@@ -36,7 +37,8 @@ FORMATS = ("json", "csv", "html")
 FILE_NAMES = {"json": "usage-report.json", "csv": "usage-report.csv",
               "html": "usage-report.html"}
 CSV_COLUMNS = ["record_type", "host", "status", "service", "catalog", "meter", "billed_unit",
-               "month", "quantity", "hosts", "collected_via", "collected_at", "reason"]
+               "month", "quantity", "billed", "hosts", "collected_via", "collected_at",
+               "reason"]
 
 
 def build_header(agg: UsageAggregator, generated: dt.datetime,
@@ -78,34 +80,39 @@ def csv_rows(agg: UsageAggregator, header: Mapping[str, Any]) -> Iterable[list[A
     for entry in agg.iter_hosts():
         host, status = entry["host"], entry["status"]
         if status != REPORTED:
-            yield ["host", host, status, "", "", "", "", "", "", "", "", "", entry["reason"]]
+            yield ["host", host, status, "", "", "", "", "", "", "", "", "", "",
+                   entry["reason"]]
             continue
         for svc in entry["services"]:
             base = [host, status, svc["name"], svc.get("catalog", "")]
             tail = [svc.get("collected_via", ""), svc.get("collected_at") or ""]
             if "error" in svc:
-                yield ["service-error", *base, "", "", "", "", "", *tail, svc["error"]]
+                yield ["service-error", *base, "", "", "", "", "", "", *tail, svc["error"]]
                 continue
             if not has_figures(svc):  # removed: its records archived, no figures to show
-                yield ["service-removed", *base, "", "", "", "", "", *tail, REMOVED_NOTE]
+                yield ["service-removed", *base, "", "", "", "", "", "", *tail,
+                       REMOVED_NOTE]
                 continue
             units = svc.get("units", {})
+            billed = dict(billed_rows(svc))
             months = [(ALL_TIME, svc["all_time"]), *svc["months"].items()]
             for month, meters in months:
                 for meter, quantity in meters.items():
-                    yield ["usage", *base, meter, units.get(meter, ""), month, quantity, 1,
-                           *tail, ""]
+                    yield ["usage", *base, meter, units.get(meter, ""), month, quantity,
+                           billed.get(month, {}).get(meter, ""), 1, *tail, ""]
     for service, entry in header["totals"].items():
         catalog = ",".join(entry["catalogs"])
         for meter, values in entry["meters"].items():
             unit = values.get("billed_unit", "")
             if values["all_time"] is not None:
                 yield ["total", "*", "", service, catalog, meter, unit, ALL_TIME,
-                       values["all_time"], values["all_time_hosts"], "", "", ""]
+                       values["all_time"], values.get("billed_all_time", ""),
+                       values["all_time_hosts"], "", "", ""]
+            billed = values.get("billed_months") or {}
             for month, quantity in values["months"].items():
                 hosts = agg.host_counts[(service, meter, month)]
-                yield ["total", "*", "", service, catalog, meter, unit, month, quantity, hosts,
-                       "", "", ""]
+                yield ["total", "*", "", service, catalog, meter, unit, month, quantity,
+                       billed.get(month, ""), hosts, "", "", ""]
 
 
 def write_csv(agg: UsageAggregator, header: Mapping[str, Any], path: Path) -> None:
@@ -170,18 +177,26 @@ def read_report(path: Path) -> dict[str, Any]:
 def _as_raw(svc: Mapping[str, Any], base: Path, out: Path) -> dict[str, Any]:
     """A report's service record back in `airlift_usage` form, so it is validated again."""
     units = svc.get("units") or {}
+    billed = dict(billed_rows(svc))
 
-    def log(meters: Mapping[str, Any]) -> dict[str, Any]:
+    def log(meters: Mapping[str, Any], month: str) -> dict[str, Any]:
+        """A meter's billed figure goes back as the numeric billedUnit it came as."""
+        figures = billed.get(month) or {}
+
+        def unit(name: str) -> dict[str, Any]:
+            if name in figures:
+                return {"billedUnit": figures[name]}
+            return {"billedUnit": units[name]} if name in units else {}
+
         return {"apiType": svc.get("api_type"),
-                "meters": [{"name": name, "quantity": quantity,
-                            **({"billedUnit": units[name]} if name in units else {})}
+                "meters": [{"name": name, "quantity": quantity, **unit(name)}
                            for name, quantity in meters.items()]}
 
     raw: dict[str, Any] = {key: svc[key] for key in ("name", "catalog", "collected_via",
                                                      "collected_at", "error") if key in svc}
     if has_figures(svc):
-        raw["all_time"] = log(svc.get("all_time") or {})
-        raw["months"] = {month: log(meters) for month, meters in
+        raw["all_time"] = log(svc.get("all_time") or {}, ALL_TIME)
+        raw["months"] = {month: log(meters, month) for month, meters in
                          (svc.get("months") or {}).items()}
     archive = svc.get("archive")
     if isinstance(archive, Mapping) and isinstance(archive.get("path"), str):
