@@ -67,6 +67,9 @@ def test_reports_show_each_bundle_image_by_tag_digest_and_id(tmp_path):
                                  "id": image_id, "pinned": digest, "pulled_from": None}]
     markdown = (tmp_path / "compliance.md").read_text()
     assert f"| reg.example/a/b:1.0@{digest} | 1.0 | {digest} | {image_id} |" in markdown
+    page = (tmp_path / "compliance.html").read_text()
+    assert (f"<tr><td>reg.example/a/b:1.0@{digest}</td><td>1.0</td><td><code>{digest}</code>"
+            f"</td><td><code>{image_id}</code></td></tr>") in page
 
 
 def test_a_failed_write_leaves_no_report(tmp_path):

@@ -82,7 +82,7 @@ def write_reports(dest: Path, run_id: str, hosts: Callable[[], Iterable[HostResu
              "markdown": dest / "compliance.md", "html": dest / "compliance.html"}
     with (atomic_text(paths["json"]) as js, atomic_text(paths["junit"]) as junit,
           atomic_text(paths["markdown"]) as md, atomic_text(paths["html"]) as html,
-          CompliancePage(run_id, generated, inventory) as page,
+          CompliancePage(run_id, generated, inventory, images) as page,
           tempfile.TemporaryFile("w+", encoding="utf-8", prefix="airlift-compliance-",
                                  suffix=".jsonl") as md_rows):
         js.write(f'{{"schema": "{SCHEMA}", "run_id": {json.dumps(run_id)}, '

@@ -32,6 +32,7 @@ _WAIVED_UNTIL = re.compile(r"^waived until (\d{4}-\d{2}-\d{2}): (.*)$", re.DOTAL
 _LEADING_NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(.*)$")
 
 EXTRA_STYLE = """
+td code{word-break:break-all;font-size:.85em}
 #matrix th.c{writing-mode:vertical-rl;transform:rotate(180deg);white-space:nowrap;
 font-weight:normal;font-size:.85em;padding:.4em .1em}
 #matrix td{text-align:center;padding:.1em .3em;font-size:.85em}
@@ -92,8 +93,10 @@ def spread(values: Mapping[str, int]) -> str:
 class CompliancePage:
     """Accumulates the page while the writer streams hosts; `write` puts it in place."""
 
-    def __init__(self, run_id: str, generated: str, inventory: Iterable[str] = ()) -> None:
+    def __init__(self, run_id: str, generated: str, inventory: Iterable[str] = (),
+                 images: Iterable[Mapping[str, Any]] = ()) -> None:
         self.run_id, self.generated = run_id, generated
+        self.images = list(images)  # the bundle's: what the hosts run, by tag/digest/ID
         self.check_ids: list[str] = []  # the matrix's columns, known once every host is in
         self.inventory = list(inventory)
         self.titles: dict[str, str] = {}
@@ -185,6 +188,7 @@ class CompliancePage:
         out.write(fleet)
         out.write(self._failures())
         out.write(self._waivers(today))
+        out.write(self._images())
         out.write(per_check)
         out.write(self._matrix_head())
         self._rows.seek(0)
@@ -283,6 +287,19 @@ class CompliancePage:
         return ("<h2>Waivers</h2>\n<table id=waivers><thead><tr><th>check</th><th>subject</th>"
                 "<th>justification</th><th>expires</th><th class=n>days left</th><th>hosts</th>"
                 "</tr></thead><tbody>\n" + "".join(rows) + "</tbody></table>\n")
+
+    def _images(self) -> str:
+        """The bundle's images by tag, registry digest and image ID (an audit's question:
+        which image exactly)."""
+        if not self.images:
+            return ""
+        rows = "".join(f"<tr><td>{e(image.get('ref'))}</td><td>{e(image.get('tag') or '-')}"
+                       f"</td><td><code>{e(image.get('digest') or '-')}</code></td>"
+                       f"<td><code>{e(image.get('id'))}</code></td></tr>\n"
+                       for image in self.images)
+        return ("<h2>Images in the bundle</h2>\n<table><thead><tr><th>image</th><th>tag</th>"
+                "<th>digest</th><th>image ID</th></tr></thead><tbody>\n" + rows
+                + "</tbody></table>\n")
 
     def _matrix_head(self) -> str:
         options = [("", "all"), (FAIL, "failed"), (UNREPORTED, "unreported"),
