@@ -13,7 +13,7 @@ description:
     role entry, which costs a task per host on the controller's main process; this does
     the same validation for all hosts in one task and fails listing every host's problems.
   - A host's value is its own (inventory, extra vars, facts) when it has one, else the
-    value the task's host sees (the role default, for a setting no host overrides).
+    default of the play's roles (templated once).
 options:
   hosts:
     description: Hosts whose variables are validated (ansible_play_hosts_all).
@@ -42,6 +42,10 @@ hosts:
   description: Number of hosts validated.
   returned: always
   type: int
+defaults:
+  description: Settings whose role default was validated for hosts that do not set them.
+  returned: success
+  type: list
 """
 
 from pathlib import Path
@@ -67,13 +71,25 @@ class ActionModule(ControllerAction):
         "roles": {"type": "list", "elements": "str", "required": True},
     }
 
+    def role_defaults(self) -> dict[str, Any]:
+        """Defaults of the play's roles (dependencies included), not yet templated."""
+        parent = self._task._parent
+        while getattr(parent, "_play", None) is None:
+            parent = parent._parent
+        defaults: dict[str, Any] = {}
+        for role in parent._play.get_roles():
+            defaults.update(role.get_default_vars())
+        return defaults
+
     def act(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         hostvars = task_vars["hostvars"]
         specs = {role: main_spec(role) for role in args["roles"]}
         names = {name for spec in specs.values() for name in spec}
-        # The value every host gets unless it sets its own: templated once for the run.
-        shared = {name: self._templar.template(task_vars[name]) for name in names
-                  if name in task_vars}
+        # The value every host gets unless it sets its own (the role's default, not what
+        # this task's host may have set): templated once for the run.
+        defaults = self.role_defaults()
+        shared = {name: self._templar.template(defaults[name]) for name in names
+                  if name in defaults}
         problems = []
         for host in args["hosts"]:
             own = hostvars[host]
@@ -87,4 +103,4 @@ class ActionModule(ControllerAction):
         if problems:
             return {"failed": True, "msg": "Validation of arguments failed: "
                     + "; ".join(problems), "argument_errors": problems}
-        return {"changed": False, "hosts": len(args["hosts"])}
+        return {"changed": False, "hosts": len(args["hosts"]), "defaults": sorted(shared)}
