@@ -2,6 +2,9 @@
 
     python benchmarks/bench.py [converged|first-delivery|fleet-scaling|callback|preflight ...]
     (or `make bench`, which runs them all)
+    python benchmarks/bench.py fleet-controller --hosts 50 100 300 [--failing]
+    (airlift's own controller cost: preflight against benchmarks/naive/preflight.yml on N
+    inventory hosts with the local connection; no lab needed)
 
 Each benchmark runs both approaches on the same lab hosts, images and machine, one after
 the other, and records wall time, bytes moved, disk bytes read and written machine-wide
@@ -774,33 +777,37 @@ def preflight_md(data: dict[str, Any]) -> list[str]:
 
 
 def fleet_controller_md(data: dict[str, Any]) -> list[str]:
-    """Per size: naive, then each airlift variant measured (before/after a change)."""
+    """Per size: naive, then each airlift run measured (before and after a change).
+
+    Each airlift run is divided by the naive run made right after it (same load).
+    """
     rows = []
     for size in (key for key in data if key.isdigit()):
         entry = data[size]
-        sides = [("naive", entry["naive"])] + [
-            (label, entry[label]) for label in ("before", "airlift") if label in entry]
-        for label, side in sides:
+        sides = [("naive", entry["naive"], None)]
+        if "before" in entry:
+            sides.append(("airlift before", entry["before"], entry.get("ratio_before")))
+        sides.append(("airlift", entry["airlift"], entry["ratio"]))
+        for label, side, ratio in sides:
             rows.append([size, label, num(side["seconds"]), num(side["seconds_per_host"], 3),
                          num(side["cpu_seconds"]), num(side["peak_tree_rss_mib"], 1),
                          num(side["task_results"]),
-                         "-" if label == "naive" else num(side["seconds"]
-                                                         / entry["naive"]["seconds"], 2),
-                         "-" if label == "naive" else num(side["peak_tree_rss_mib"]
-                                                         / entry["naive"]["peak_tree_rss_mib"],
-                                                         2)])
+                         num(ratio["seconds"], 2) if ratio else "-",
+                         num(ratio["cpu_seconds"], 2) if ratio else "-",
+                         num(ratio["peak_tree_rss_mib"], 2) if ratio else "-"])
     state = ("every airlift host failing host.init" if data.get("failing", True)
              else "every host passing")
     return [f"Local connection, {data.get('forks', 20)} forks, {state}; peak RSS of the whole "
             "ansible-playbook process tree (sampled every 0.2 s).", "",
             *table(["hosts", "run", "wall, s", "s / host", "controller CPU, s",
-                    "peak RSS, MiB", "task results", "wall / naive", "RSS / naive"], rows)]
+                    "peak RSS, MiB", "task results", "wall / naive", "CPU / naive",
+                    "RSS / naive"], rows)]
 
 
 MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "converged": side_by_side_md, "first-delivery": side_by_side_md,
     "fleet-scaling": fleet_scaling_md, "callback": callback_md, "preflight": preflight_md,
-    "fleet-controller": fleet_controller_md,
+    "fleet-controller": fleet_controller_md, "fleet-controller-failing": fleet_controller_md,
 }
 
 
