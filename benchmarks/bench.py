@@ -2,6 +2,9 @@
 
     python benchmarks/bench.py [converged|first-delivery|fleet-scaling|callback|preflight ...]
     (or `make bench`, which runs them all)
+    python benchmarks/bench.py fleet-controller --hosts 50 100 300 [--failing]
+    (airlift's own controller cost: preflight against benchmarks/naive/preflight.yml on N
+    inventory hosts with the local connection; no lab needed)
 
 Each benchmark runs both approaches on the same lab hosts, images and machine, one after
 the other, and records wall time, bytes moved, disk bytes read and written machine-wide
@@ -327,13 +330,13 @@ def fleet_of(hosts: int, padding_mb: int) -> Fleet:
 
 
 def fleet_for(args: argparse.Namespace) -> Fleet:
-    return fleet_of(args.hosts, args.padding_mb)
+    return fleet_of(args.hosts[0], args.padding_mb)
 
 
 def converged(args: argparse.Namespace) -> dict[str, Any]:
     """Hosts already converged by both; run both again, --repeat times, alternating."""
     fleet = fleet_for(args)
-    out: dict[str, Any] = {"hosts": args.hosts, "archive_bytes": fleet.archive_bytes,
+    out: dict[str, Any] = {"hosts": args.hosts[0], "archive_bytes": fleet.archive_bytes,
                            "repeat": args.repeat}
     for transport in ("exec", "ssh"):
         fleet.airlift(transport)
@@ -420,7 +423,7 @@ def first_delivery(args: argparse.Namespace) -> dict[str, Any]:
     copies the whole image, which real hosts (overlay) do not.
     """
     fleet = fleet_for(args)
-    out: dict[str, Any] = {"hosts": args.hosts, "archive_bytes": fleet.archive_bytes}
+    out: dict[str, Any] = {"hosts": args.hosts[0], "archive_bytes": fleet.archive_bytes}
     for transport in ("exec",):
         results = {}
         for name in ("airlift", "naive"):
@@ -428,7 +431,7 @@ def first_delivery(args: argparse.Namespace) -> dict[str, Any]:
             results[name] = getattr(fleet, name)(transport, deliver_only=True)
             moved = results[name]["disk_read"] + results[name]["disk_written"]
             results[name]["disk_rw_per_archive_byte_per_host"] = round(
-                moved / fleet.archive_bytes / args.hosts, 2)
+                moved / fleet.archive_bytes / args.hosts[0], 2)
             # The same delivery again, now converged: what a re-run costs against the first.
             rerun = getattr(fleet, name)(transport, deliver_only=True)
             results[name]["rerun_seconds"] = rerun["seconds"]
@@ -518,9 +521,116 @@ def preflight(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def tree_rss_bytes(root: int) -> int:
+    """Resident bytes of a process and all its descendants (Ansible's main process and forks)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            statm = (entry / "statm").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        parents[int(entry.name)] = int(fields[1])
+        rss[int(entry.name)] = int(statm.split()[1]) * page
+    total, todo = 0, [root]
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
+def controller_run(args: list[str], cfg: Path) -> dict[str, Any]:
+    """One ansible-playbook: wall time, CPU of it and its forks, peak RSS of the whole tree.
+
+    The process tree's resident memory is sampled every 0.2 s (forks come and go, so the
+    largest single process, ru_maxrss, understates what the controller needs).
+    """
+    env = {**os.environ, "ANSIBLE_CONFIG": str(cfg),
+           "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
+    cpu0, start = cpu_seconds(), time.monotonic()
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.Popen(["ansible-playbook", *args], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.PIPE, text=True)
+        peak = 0
+        while proc.poll() is None:
+            peak = max(peak, tree_rss_bytes(proc.pid))
+            time.sleep(0.2)
+        seconds = time.monotonic() - start
+        stderr = proc.stderr.read() if proc.stderr else ""
+        out.seek(0)
+        stdout = out.read().decode()
+    cpu = cpu_seconds() - cpu0
+    # 2: some hosts failed their checks, which a preflight may well report.
+    if proc.returncode not in (0, 2):
+        raise SystemExit(f"{args} exited {proc.returncode}:\n{stdout[-3000:]}{stderr[-2000:]}")
+    result = json.loads(stdout)
+    stats = result["stats"]
+    return {"seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+            "peak_tree_rss_mib": round(peak / MIB, 1),
+            "rc": proc.returncode, "task_results": count_task_results(result),
+            "hosts_ok": sum(1 for s in stats.values() if not s["failures"]
+                            and not s["unreachable"]),
+            "hosts_failed": sum(1 for s in stats.values() if s["failures"])}
+
+
+INIT_WAIVER = {"check": "host.init", "expires": "2999-12-31",
+               "justification": "the benchmark's hosts are this controller, not run by systemd"}
+
+
+def local_fleet(folder: Path, hosts: int, failing: bool = False) -> Path:
+    """An inventory of N hosts on the local connection that all run the lab's services.
+
+    The lab's settings (services, cpu_clock waiver); the controller is no systemd host,
+    so host.init is waived too unless `failing`: then every host fails that one check.
+    """
+    names = [f"fleet-{index:04d}" for index in range(1, hosts + 1)]
+    inventory = {"all": {"hosts": {name: None for name in names},
+                         "vars": {"ansible_connection": "local",
+                                  "ansible_python_interpreter": sys.executable}}}
+    (folder / "group_vars" / "all").mkdir(parents=True, exist_ok=True)
+    settings = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "all"
+                               / "airlift.yml").read_text())
+    if not failing:
+        settings["airlift_waivers"] = [*settings.get("airlift_waivers", []), INIT_WAIVER]
+    (folder / "group_vars" / "all" / "airlift.yml").write_text(yaml.safe_dump(settings))
+    path = folder / "hosts.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    return path
+
+
+def fleet_controller(args: argparse.Namespace) -> dict[str, Any]:
+    """airlift's own controller cost: preflight against the naive play on N local hosts."""
+    out: dict[str, Any] = {"forks": 20, "failing": args.failing}
+    for hosts in args.fleet_hosts:
+        with tempfile.TemporaryDirectory() as tmp:
+            inventory = local_fleet(Path(tmp), hosts, args.failing)
+            common = ["-i", str(inventory), "--forks", "20"]
+            ours = controller_run([*common, "playbooks/preflight.yml"], ROOT / "ansible.cfg")
+            theirs = controller_run([*common, str(NAIVE / "preflight.yml")],
+                                    NAIVE / "ansible.cfg")
+        for side in (ours, theirs):
+            side["seconds_per_host"] = round(side["seconds"] / hosts, 3)
+            side["task_results_per_host"] = round(side["task_results"] / hosts, 2)
+        out[str(hosts)] = {"airlift": ours, "naive": theirs, "ratio": {
+            key: round(ours[key] / theirs[key], 3) if theirs[key] else None
+            for key in ("seconds", "cpu_seconds", "peak_tree_rss_mib")}}
+        print(f"[bench] fleet-controller {hosts} hosts: {json.dumps(out[str(hosts)])}",
+              flush=True)
+    return out
+
+
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "converged": converged, "first-delivery": first_delivery, "fleet-scaling": fleet_scaling,
-    "callback": callback_cost, "preflight": preflight,
+    "callback": callback_cost, "preflight": preflight, "fleet-controller": fleet_controller,
 }
 
 
@@ -666,9 +776,38 @@ def preflight_md(data: dict[str, Any]) -> list[str]:
                   for hosts, row in data.items()])
 
 
+def fleet_controller_md(data: dict[str, Any]) -> list[str]:
+    """Per size: naive, then each airlift run measured (before and after a change).
+
+    Each airlift run is divided by the naive run made right after it (same load).
+    """
+    rows = []
+    for size in (key for key in data if key.isdigit()):
+        entry = data[size]
+        sides = [("naive", entry["naive"], None)]
+        if "before" in entry:
+            sides.append(("airlift before", entry["before"], entry.get("ratio_before")))
+        sides.append(("airlift", entry["airlift"], entry["ratio"]))
+        for label, side, ratio in sides:
+            rows.append([size, label, num(side["seconds"]), num(side["seconds_per_host"], 3),
+                         num(side["cpu_seconds"]), num(side["peak_tree_rss_mib"], 1),
+                         num(side["task_results"]),
+                         num(ratio["seconds"], 2) if ratio else "-",
+                         num(ratio["cpu_seconds"], 2) if ratio else "-",
+                         num(ratio["peak_tree_rss_mib"], 2) if ratio else "-"])
+    state = ("every airlift host failing host.init" if data.get("failing", True)
+             else "every host passing")
+    return [f"Local connection, {data.get('forks', 20)} forks, {state}; peak RSS of the whole "
+            "ansible-playbook process tree (sampled every 0.2 s).", "",
+            *table(["hosts", "run", "wall, s", "s / host", "controller CPU, s",
+                    "peak RSS, MiB", "task results", "wall / naive", "CPU / naive",
+                    "RSS / naive"], rows)]
+
+
 MARKDOWN: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "converged": side_by_side_md, "first-delivery": side_by_side_md,
     "fleet-scaling": fleet_scaling_md, "callback": callback_md, "preflight": preflight_md,
+    "fleet-controller": fleet_controller_md, "fleet-controller-failing": fleet_controller_md,
 }
 
 
@@ -701,7 +840,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help=f"of {', '.join(BENCHES)} (default: all)")
-    parser.add_argument("--hosts", type=int, default=3)
+    parser.add_argument("--hosts", type=int, nargs="+", default=None,
+                        help="lab hosts (converged, first-delivery; the first number, "
+                        "default 3) or fleet sizes (fleet-controller, default 50 100)")
     parser.add_argument("--padding-mb", type=int, default=1024)
     parser.add_argument("--callback-hosts", type=int, nargs="+", default=[50, 100, 200])
     parser.add_argument("--preflight-hosts", type=int, nargs="+", default=[5, 10, 20])
@@ -709,11 +850,15 @@ def main() -> None:
                         help="fleet-scaling: fleet sizes, smallest first (hosts are reused)")
     parser.add_argument("--no-scaling-naive", dest="scaling_naive", action="store_false",
                         help="fleet-scaling without the naive converged run beside airlift's")
+    parser.add_argument("--failing", action="store_true",
+                        help="fleet-controller: every host fails host.init (not waived)")
     parser.add_argument("--label", help="write results/<date>-LABEL.{json,md} instead of "
                         "results/<date>.{json,md} (a measurement beside the full run)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="converged: runs per side, alternating; the median is reported")
     args = parser.parse_args()
+    args.fleet_hosts = args.hosts or [50, 100]
+    args.hosts = args.hosts or [3]
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     unknown = sorted(set(args.names) - set(BENCHES))

@@ -112,6 +112,20 @@ def test_empty_report_folder_is_refused_before_any_host(tmp_path):
     assert "UNREACHABLE" not in proc.stdout
 
 
+def test_bad_setting_of_one_host_is_refused_for_that_host_before_any_contact(tmp_path):
+    """The role's argument spec is validated for every host in one task (not one per host)."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text(f"{GHOSTS[0]} airlift_preflight_min_ghz=fast\n{GHOSTS[1]}\n"
+                         "[all:vars]\nansible_connection=containers.podman.podman\n"
+                         "airlift_eula=accept\n")
+    proc = playbook(inventory, "-e", f"airlift_report_dir={tmp_path / 'reports'}")
+    assert proc.returncode != 0
+    assert (f"{GHOSTS[0]}: role airlift_preflight: argument 'airlift_preflight_min_ghz' "
+            "is of type str") in proc.stdout
+    assert f"{GHOSTS[1]}: role airlift_preflight" not in proc.stdout
+    assert "UNREACHABLE" not in proc.stdout     # no host was contacted
+
+
 @pytest.fixture(scope="module")
 def hosts():
     lab.up(2)
