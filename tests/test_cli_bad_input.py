@@ -45,7 +45,10 @@ def playbook_cases(verb: str) -> list[tuple[list[str], str]]:
              "extra variables file (-e @FILE) {t}/none.yml not found: give a YAML or JSON file"),
             ([verb, "-i", "localhost,", "--vault-password-file", "{t}/none.txt"],
              "vault password file {t}/none.txt not found: give the file holding the vault "
-             "password")]
+             "password"),
+            ([verb, "-i", "localhost,", "--vault-id", "prod@{t}/none.txt"],
+             "vault password file (--vault-id prod) {t}/none.txt not found: "
+             "give the file (or script) holding that vault's password")]
 
 
 # verb -> [(argv, what the one line says)]; {t} is the scratch folder.

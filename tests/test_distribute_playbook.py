@@ -332,13 +332,22 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def wait_for_a_transfer(host: str, proc: subprocess.Popen) -> str:
-    """The temporary file of the transfer the run is making, once it shows up."""
+def run_pid(partial: str) -> int | None:
+    """The pid in a transfer's temporary name (.<sha>.tar.<pid>-<hex>.partial): the
+    worker process of the run that writes it."""
+    match = re.search(r"\.tar\.(\d+)-[0-9a-f]+\.partial$", partial)
+    return int(match[1]) if match else None
+
+
+def wait_for_a_transfer(host: str, proc: subprocess.Popen) -> tuple[str, list[int]]:
+    """The temporary file written by this run (not another's), once it shows up, and the
+    run's worker processes then."""
     deadline = time.monotonic() + 120
     while True:
-        partials = [name for name in staging_listing(host) if name.endswith(".partial")]
-        if partials:
-            return partials[0]
+        workers = descendants(proc.pid)
+        ours = [name for name in staging_listing(host) if run_pid(name) in workers]
+        if ours:
+            return ours[0], workers
         assert proc.poll() is None, "the run ended before its transfer was seen"
         assert time.monotonic() < deadline, "no transfer started within 2 minutes"
         time.sleep(0.1)
@@ -352,9 +361,8 @@ def test_a_killed_runs_orphan_and_a_rerun_overlap_and_both_converge(fleet, bundl
     forget_image(host)
     killed = start("playbooks/distribute.yml", "--limit", host)
     rerun = start("playbooks/distribute.yml", "--limit", host)
-    wait_for_a_transfer(host, killed)
-    workers = children(killed.pid)
-    assert workers, "no worker process to orphan"
+    # The killed run's own transfer (the re-run's may show up first), so the two overlap.
+    orphans_file, workers = wait_for_a_transfer(host, killed)
     os.kill(killed.pid, signal.SIGKILL)
     killed.communicate()
     done = finished(rerun)
@@ -366,6 +374,7 @@ def test_a_killed_runs_orphan_and_a_rerun_overlap_and_both_converge(fleet, bundl
     while any(alive(pid) for pid in workers):
         assert time.monotonic() < deadline, f"the orphaned workers {workers} did not end"
         time.sleep(0.5)
+    assert orphans_file not in staging_listing(host)   # the orphan took its file away
     assert_loaded_once_and_clean(host, sentiment(bundle_dir))
 
 
@@ -374,7 +383,7 @@ def test_a_transfer_killed_halfway_is_never_loaded_and_the_rerun_converges(fleet
     host = fleet[1]
     forget_image(host)
     killed = start("playbooks/distribute.yml", "--limit", host)
-    partial = wait_for_a_transfer(host, killed)
+    partial, _ = wait_for_a_transfer(host, killed)
     # The controller and its worker, which writes the copy: the transfer stops halfway.
     doomed = [killed.pid, *descendants(killed.pid)]
     for pid in doomed:

@@ -462,3 +462,26 @@ def test_forget_images_drops_only_the_removed_and_leaves_an_unchanged_file_alone
     before = path.stat().st_ino
     ai.forget_images(str(path), ["sha256:" + "3" * 64])     # not recorded: no rewrite
     assert path.stat().st_ino == before
+
+
+def test_a_waiting_runs_copy_is_never_taken_by_a_third_runs_cleanup(module_code, monkeypatch,
+                                                                   tmp_path):
+    """Between the holder's release and the waiter's next try the lock is free: a third
+    run's cleanup may then judge the waiter's copy. It is open (the waiter holds it), so
+    it is kept however old it is, and the waiter loads it."""
+    engine = Engine(module_code, monkeypatch)
+    mine = partial_archive(tmp_path, run="200-second")
+    cleanups = []
+
+    class LockFreedForAThirdRun(ai.ArchiveLock):
+        def acquire(self, timeout=ai.LOCK_TIMEOUT, poll=0.25):
+            cleanups.append(ai.discard_stale_partials(str(tmp_path / "staging"),
+                                                      "300-third", grace=0))
+            super().acquire(timeout, poll)
+
+    monkeypatch.setattr(module_code, "ArchiveLock", LockFreedForAThirdRun)
+    result, state = run_loaded(module_code, tmp_path, src=str(mine), run_id="200-second")
+    assert cleanups == [([], [str(mine)])]
+    assert result["loaded"] is True, result
+    assert engine.calls == [("load", str(mine)), ("tag", IMAGE["ref"])]
+    assert IMAGE["ref"] in state

@@ -103,12 +103,40 @@ def test_whole_site_down_still_writes_the_report_listing_every_host(tmp_path, li
         assert f"- {host}: host did not report: unreachable" in markdown
 
 
-def test_empty_report_folder_is_refused_before_any_host(tmp_path):
+def run_file(name: str, inventory: Path | str, *args: str) -> subprocess.CompletedProcess:
+    """Any playbook of playbooks/, as `playbook` runs preflight.yml."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    return subprocess.run(["ansible-playbook", "-i", str(inventory), f"playbooks/{name}",
+                           *args], capture_output=True, text=True, cwd=ROOT, env=env,
+                          check=False)
+
+
+def ghost_inventory(tmp_path: Path, services: list[dict] | None = None,
+                    host_vars: dict | None = None) -> Path:
+    """Inventory hosts that are no container: contacting one would show UNREACHABLE."""
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(yaml.safe_dump({"all": {
+        "vars": {"ansible_connection": "containers.podman.podman", "airlift_eula": "accept",
+                 "airlift_report_dir": str(tmp_path / "reports"),
+                 "airlift_services": services or [
+                     {"name": "sentiment", "catalog": "sim-sentiment", "port": 5000}]},
+        "hosts": {host: (host_vars or {}).get(host, {}) for host in GHOSTS}}}))
+    return inventory
+
+
+# Playbooks whose roles write reports under airlift_report_dir (certificates.yml writes
+# none; stage.yml runs on the controller only).
+REPORTING = ["preflight.yml", "deploy.yml", "distribute.yml", "collect_usage.yml",
+             "render.yml", "rotate.yml", "verify.yml", "stage.yml"]
+
+
+@pytest.mark.parametrize("name", REPORTING)
+def test_empty_report_folder_is_refused_before_any_host(tmp_path, name):
     """Empty, every report of the run would go to /<run id> on the controller."""
-    proc = playbook(f"{GHOSTS[0]},", "-e", "ansible_connection=containers.podman.podman",
-                    "-e", "airlift_eula=accept", "-e", "airlift_report_dir=")
+    proc = run_file(name, ghost_inventory(tmp_path), "-e", "airlift_report_dir=")
     assert proc.returncode != 0
-    assert "set airlift_report_dir to the controller folder for reports" in proc.stdout
+    assert "set airlift_report_dir to the controller folder for reports" in proc.stdout, (
+        proc.stdout[-3000:])
     assert "UNREACHABLE" not in proc.stdout
 
 
@@ -124,6 +152,66 @@ def test_bad_setting_of_one_host_is_refused_for_that_host_before_any_contact(tmp
             "is of type str") in proc.stdout
     assert f"{GHOSTS[1]}: role airlift_preflight" not in proc.stdout
     assert "UNREACHABLE" not in proc.stdout     # no host was contacted
+
+
+# playbook -> {folder variable: what the refusal says to set it to}; all emptied at once.
+EMPTY_FOLDERS = {
+    "stage.yml": {"airlift_stage_bundle_dir": "the controller folder the bundle is written to"},
+    "deploy.yml": {
+        "airlift_deploy_output_dir": "the host folder of the services' usage records",
+        "airlift_deploy_mounts_dir": "the host folder of the catalog's extra mounts",
+        "airlift_deploy_license_dir": "the host folder distribute placed the licenses in",
+        "airlift_deploy_state_dir": "the host folder of airlift's state files"},
+    # The front door's, from deploy.yml too (one role's refusal stops the run).
+    "deploy.yml frontdoor": {
+        "airlift_frontdoor_config_dir": "the host folder of the proxy's nginx.conf and TLS "
+                                        "files",
+        "airlift_frontdoor_log_dir": "the host folder of the proxy's logs",
+        "airlift_frontdoor_state_dir": "the host folder of airlift's state files"},
+    "collect_usage.yml": {
+        "airlift_collect_archive_dir": "the host folder of the usage archives",
+        "airlift_collect_state_dir": "the host folder of airlift's state files",
+        "airlift_collect_output_dir": "the host folder of the services' usage records"},
+    "rotate.yml": {"airlift_rotate_snapshot_dir": "the host folder of the rollback point"},
+    "certificates.yml": {"airlift_frontdoor_ca_dir": "the controller folder of the front "
+                                                     "door's CA"},
+    "render.yml": {
+        "airlift_render_dir": "the controller folder for the renderings",
+        "airlift_render_license_dir": "the host folder of the licenses in the renderings",
+        "airlift_render_output_dir": "the host folder of the usage records in the renderings",
+        "airlift_render_mounts_dir": "the host folder of the extra mounts in the renderings"},
+}
+
+
+@pytest.mark.parametrize("name", EMPTY_FOLDERS)
+def test_an_empty_folder_variable_is_refused_naming_it_before_any_host(tmp_path, name):
+    """An empty folder passes the argument spec as a path and would put files under /."""
+    emptied = [arg for variable in EMPTY_FOLDERS[name] for arg in ("-e", f"{variable}=")]
+    # certificates.yml issues certificates only for hosts with a front door.
+    enabled = ["-e", '{"airlift_frontdoor_enabled": true}'] if name == "certificates.yml" else []
+    proc = run_file(name.split()[0], ghost_inventory(tmp_path), *emptied, *enabled)
+    assert proc.returncode != 0
+    for variable, purpose in EMPTY_FOLDERS[name].items():
+        assert f"set {variable} to {purpose}" in proc.stdout, proc.stdout[-3000:]
+    assert "UNREACHABLE" not in proc.stdout
+
+
+def test_deploy_stops_on_bad_inventory_before_any_host_is_contacted(tmp_path):
+    """The refusals of row 1 (EULA, port, cpus, memory) from deploy.yml itself."""
+    inventory = ghost_inventory(
+        tmp_path,
+        services=[{"name": "a", "catalog": "sim-sentiment", "port": 5000, "cpus": 0},
+                  {"name": "b", "catalog": "sim-read", "port": 5000, "memory": "8 gigs"}],
+        host_vars={GHOSTS[0]: {"airlift_eula": "Accept"}})
+    proc = run_file("deploy.yml", inventory)
+    assert proc.returncode != 0
+    assert "UNREACHABLE" not in proc.stdout      # no host was contacted
+    assert f"{GHOSTS[0]}: inventory.eula [host]" in proc.stdout
+    assert "set airlift_eula: accept" in proc.stdout
+    for host in GHOSTS:                          # every problem of every host is listed
+        assert f"{host}: " in proc.stdout
+    assert "repeated: 5000" in proc.stdout
+    assert "cpus 0" in proc.stdout and "memory '8 gigs'" in proc.stdout
 
 
 @pytest.fixture(scope="module")

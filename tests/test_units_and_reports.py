@@ -81,6 +81,8 @@ def test_a_failed_write_leaves_no_report(tmp_path):
         compliance.write_reports(tmp_path, "r", rows)
     assert not (tmp_path / "compliance.json").exists()
     assert not (tmp_path / "compliance.html").exists()
+    assert not (tmp_path / "compliance.junit.xml").exists()
+    assert not (tmp_path / "compliance.md").exists()
     assert not list(tmp_path.glob("*.partial"))
 
 

@@ -18,6 +18,16 @@ def fleet_failures(hosts: list[str], hostvars: Any, results_var: str) -> list[st
     return lines
 
 
+def unset_folders(folders: dict[str, list[Any]]) -> list[str]:
+    """'set NAME to PURPOSE' for each folder variable left empty ({name: [value, purpose]}).
+
+    An empty folder is not refused by an argument spec ("" is a path) and would put the
+    role's files under / on a host or the controller: each role refuses it first.
+    """
+    return [f"set {name} to {purpose}" for name, (value, purpose) in folders.items()
+            if not str(value if value is not None else "").strip()]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -28,4 +38,5 @@ class FilterModule:
             "airlift_check_failures": checks.failures,
             "airlift_fleet_failures": fleet_failures,
             "airlift_frontdoor_checks": checks.frontdoor_checks,
+            "airlift_unset_folders": unset_folders,
         }

@@ -265,22 +265,36 @@ def loaded(module: AnsibleModule) -> None:
         if not src or not os.path.exists(src):
             module.fail_json(msg=f"archive {src} not found on the host")
         os.makedirs(params["staging_dir"], mode=0o700, exist_ok=True)
-        lock = ArchiveLock(params["staging_dir"], image["sha256"], run_id(params))
+        # Held open until the module ends: while this run waits for the lock, its copy
+        # is "open on the host", so a third run's cleanup (which may find the lock free
+        # between its holder's release and this run's next try) never takes it.
+        held = os.open(src, os.O_RDONLY)
         try:
-            lock.acquire(params["lock_timeout"])
-        except LockBusy as exc:
-            discard(src)
-            module.fail_json(msg=str(exc))
-        with lock:
-            # Another run may have loaded it while this one waited: ask again.
-            action = decide(engine, image, params["state_file"])
-            if action == LOAD:
-                output = load_locked(module, src)
-                module.exit_json(changed=True, loaded=True, id=short_id(image["id"]),
-                                 msg=output)
-            discard(src)
-            finish(module, action)
+            locked_load(module, src)
+        finally:
+            os.close(held)
     finish(module, action)
+
+
+def locked_load(module: AnsibleModule, src: str) -> None:
+    """Wait for the archive's lock, then load unless another run loaded it meanwhile."""
+    params = module.params
+    image, engine = params["image"], params["engine"]
+    lock = ArchiveLock(params["staging_dir"], image["sha256"], run_id(params))
+    try:
+        lock.acquire(params["lock_timeout"])
+    except LockBusy as exc:
+        discard(src)
+        module.fail_json(msg=str(exc))
+    with lock:
+        # Another run may have loaded it while this one waited: ask again.
+        action = decide(engine, image, params["state_file"])
+        if action == LOAD:
+            output = load_locked(module, src)
+            module.exit_json(changed=True, loaded=True, id=short_id(image["id"]),
+                             msg=output)
+        discard(src)
+        finish(module, action)
 
 
 def finish(module: AnsibleModule, action: str) -> None:

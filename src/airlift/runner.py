@@ -347,6 +347,12 @@ def check_files(run: PlaybookRun) -> None:
     if run.vault_password_file:
         given.append((run.vault_password_file, "vault password file",
                       "the file holding the vault password"))
+    for vault_id in run.vault_ids:
+        # ID@SOURCE or SOURCE; "prompt" asks on the terminal, anything else is a file.
+        label, _, source = vault_id.partition("@") if "@" in vault_id else ("", "", vault_id)
+        if source != "prompt":
+            given.append((source, f"vault password file (--vault-id {label or 'default'})",
+                          "the file (or script) holding that vault's password"))
     for path, what, fix in given:
         if not (project_root() / path).is_file():
             raise ValueError(f"{what} {path} not found: give {fix} (a relative path is taken "
