@@ -394,15 +394,23 @@ def test_a_transfer_killed_halfway_is_never_loaded_and_the_rerun_converges(fleet
     while any(alive(pid) for pid in doomed):
         assert time.monotonic() < deadline, f"killed processes {doomed} did not end"
         time.sleep(0.2)
+    # Killing the controller's `podman exec` does not stop a module already running inside
+    # the host: when the copy had just finished, that module still verifies and loads it.
+    # Which of the two happened decides what the re-run must find.
+    image = sentiment(bundle_dir)
+    size = podman.run(["exec", host, "stat", "-c", "%s", f"/var/lib/airlift/staging/{partial}"],
+                      check=False).stdout.strip()
+    cut = size.isdigit() and int(size) < image["size"]
     rerun = run("playbooks/distribute.yml", "--limit", host, json_output=True)
     assert rerun.returncode == 0, rerun.stdout[-3000:]
     result = task_results(rerun, "Transfer and load only the images this host lacks")[host]
-    assert result["loaded"] == [SENTIMENT]
+    # A cut copy is never loaded: the re-run moves and loads the image itself.
+    assert result["loaded"] == ([SENTIMENT] if cut else []), (size, result)
     # The half file is kept (just written: it might still be growing), never loaded.
     leftovers = staging_listing(host)
     assert leftovers in ([], [partial]) and result["kept"] == [
         f"/var/lib/airlift/staging/{name}" for name in leftovers]
-    image = sentiment(bundle_dir)
+    assert cut or leftovers == []
     found = podman.run(["exec", host, "podman", "image", "inspect", "--format", "{{.Id}}",
                         SENTIMENT]).stdout.strip()
     assert found == image["id"].split(":")[-1]
