@@ -172,7 +172,7 @@ class CallbackModule(CallbackBase):
         super().__init__(*args, **kwargs)
         self._usage: UsageAggregator | None = None
         self._playbook = ""
-        self._play_hosts: dict[str, str | None] = {}
+        self._play: Any = None
         self._inventory: list[str] = []
         self._play_has_usage = False
         self._commitments: list[Mapping[str, Any]] = []
@@ -186,18 +186,21 @@ class CallbackModule(CallbackBase):
     def _end_play(self) -> None:
         """A play's hosts become expected once any of them returned usage or the play was
         marked as a collection."""
-        if self._play_has_usage:
-            self._agg.expect(self._play_hosts)
-            for host, site in self._play_hosts.items():
+        if self._play_has_usage and self._play is not None:
+            # Listed only for plays that collect: every other play of every playbook
+            # passes through this callback too.
+            hosts = AnsibleView.play_hosts(self._play, self.get_option("site_group_pattern"))
+            self._agg.expect(hosts)
+            for host, site in hosts.items():
                 self._agg.set_site(host, site)
-        self._play_hosts, self._play_has_usage = {}, False
+        self._play, self._play_has_usage = None, False
 
     def v2_playbook_on_start(self, playbook: Any) -> None:
         self._playbook = AnsibleView.playbook_name(playbook)
 
     def v2_playbook_on_play_start(self, play: Any) -> None:
         self._end_play()
-        self._play_hosts = AnsibleView.play_hosts(play, self.get_option("site_group_pattern"))
+        self._play = play
         self._inventory = self._inventory or AnsibleView.inventory_sources(play)
 
     def v2_runner_on_ok(self, result: Any) -> None:
