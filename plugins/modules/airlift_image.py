@@ -175,8 +175,10 @@ import time
 from ansible.module_utils.airlift_hostinfo import disk_free_mb
 from ansible.module_utils.airlift_images import (
     LOAD,
+    LOCK_TIMEOUT,
     NOTHING,
     PARTIAL_SUFFIX,
+    STALE_AFTER,
     TAG,
     ArchiveLock,
     LockBusy,
@@ -396,8 +398,8 @@ def main() -> None:
             "src": {"type": "path"},
             "staging_dir": {"type": "path", "default": "/var/lib/airlift/staging"},
             "run_id": {"type": "str"},
-            "lock_timeout": {"type": "int", "default": 600},
-            "stale_after": {"type": "int", "default": 120},
+            "lock_timeout": {"type": "int", "default": LOCK_TIMEOUT},
+            "stale_after": {"type": "int", "default": STALE_AFTER},
             "disk_paths": {"type": "list", "elements": "path", "default": []},
             "keep_archive": {"type": "bool", "default": False},
             "take_over": {"type": "bool", "default": False},

@@ -19,10 +19,9 @@ from typing import Any, TextIO
 from xml.sax.saxutils import escape, quoteattr
 
 from airlift.checks import FAIL, PASS, WAIVED, WARN, summary
-from airlift.compliance_html import CompliancePage, sort_checks
+from airlift.compliance_html import UNREPORTED, CompliancePage, sort_checks
 
 SCHEMA = "airlift.compliance/1"
-UNREPORTED = "UNREPORTED"
 NO_RESULT = "host did not report: unreachable, or failed before its checks ran"
 STATUS_ORDER = {FAIL: 0, UNREPORTED: 0, WARN: 1, WAIVED: 2, PASS: 3}
 

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from airlift.checks import FAIL, PASS, WAIVED, WARN
 from airlift.report_html import e, head, provenance
 
-UNREPORTED = "UNREPORTED"  # as airlift.compliance (which imports this module)
+UNREPORTED = "UNREPORTED"  # a host that did not report (airlift.compliance uses it too)
 # Short cell labels keep twenty check columns on an A4 page.
 CELL = {PASS: "ok", FAIL: "FAIL", WARN: "warn", WAIVED: "waived"}
 HOSTS_SHOWN = 20  # host names listed per group; the matrix below has them all
