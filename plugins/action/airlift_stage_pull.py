@@ -69,7 +69,6 @@ moved:
   type: list
 """
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -88,9 +87,9 @@ class ActionModule(ControllerAction):
     }
 
     def act(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
-        try:
-            previous = json.loads((Path(args["bundle_dir"]) / bundle.MANIFEST).read_text())
-        except (OSError, ValueError):
+        try:    # the last bundle, to tell whether a tag moved; none on a first stage
+            previous = bundle.read_manifest(Path(args["bundle_dir"]))
+        except bundle.BundleError:
             previous = None
         insecure = set(args["insecure"])
         try:
