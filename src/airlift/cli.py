@@ -32,9 +32,10 @@ EXIT_BAD_INPUT = 2
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
-    changed = lab.up(args.count)
+    changed = lab.up(args.count, docker=args.docker)
     print_status()
-    print(f"lab: {len(changed)} host(s) started, {args.count - len(changed)} already running")
+    total = args.count + args.docker
+    print(f"lab: {len(changed)} host(s) started, {total - len(changed)} already running")
     return EXIT_OK
 
 
@@ -208,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab_verbs = lab_parser.add_subparsers(dest="lab_verb", required=True)
     up = lab_verbs.add_parser("up", help="start N lab hosts (default 3)")
     up.add_argument("count", nargs="?", type=int, default=3)
+    up.add_argument("--docker", type=int, default=0, metavar="N",
+                    help="also start N docker hosts (airlift-lab-docker-1..; default 0)")
     up.set_defaults(func=cmd_lab_up)
     lab_verbs.add_parser("down", help="remove every lab host").set_defaults(func=cmd_lab_down)
     lab_verbs.add_parser("status", help="list lab hosts").set_defaults(func=cmd_lab_status)
