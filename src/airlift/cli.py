@@ -105,6 +105,7 @@ def cmd_lab_images(args: argparse.Namespace) -> int:
         raise lab.LabError(f"unknown simulator service {', '.join(unknown)}: give one of "
                            f"{', '.join(sorted(lab.simulator_services()))}")
     print(f"host image: {lab.ensure_host_image(force=args.force)}")
+    print(f"docker host image: {lab.ensure_host_image(force=args.force, engine='docker')}")
     images = lab.ensure_simulator_images(version=args.version, services=args.service or None,
                                          padding_mb=args.padding_mb, force=args.force)
     for image in images:
@@ -166,8 +167,11 @@ def run_playbook(playbook: str, inventory: str, extra: Sequence[str] = ()) -> in
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: lab fleet, images, certificates, rollout behind the front
-    door, usage, reports."""
-    lab.up(args.hosts)
+    door, usage, reports. The fleet mixes engines: podman hosts and docker hosts."""
+    if args.docker_hosts < 0:
+        raise lab.LabError(f"--docker-hosts {args.docker_hosts}: give 0 or more")
+    lab.up(args.hosts, docker=args.docker_hosts)
+    hosts = lab.host_names(args.hosts) + lab.docker_host_names(args.docker_hosts)
     lab.ensure_simulator_images()
     lab.ensure_proxy_image()
     # One run id for the rollout and the collection: all reports land in one folder.
@@ -180,7 +184,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if rc == EXIT_OK:
         rc = run_playbook("site.yml", "inventories/lab", same_run)
     if rc == EXIT_OK:
-        rc = send_traffic(lab.host_names(args.hosts), requests=2)
+        rc = send_traffic(hosts, requests=2)
     if rc == EXIT_OK:
         rc = run_playbook("playbooks/collect_usage.yml", "inventories/lab", same_run)
     run_dir = project_root() / "reports" / run_id
@@ -272,7 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ca.add_verbs(verbs)
 
     demo = verbs.add_parser("demo", help="build the lab and run the main job on it")
-    demo.add_argument("--hosts", type=int, default=3)
+    demo.add_argument("--hosts", type=int, default=3, help="podman hosts (3)")
+    demo.add_argument("--docker-hosts", type=int, default=1,
+                      help="docker hosts beside them (1)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -420,6 +420,18 @@ def docker_host_names(count: int) -> list[str]:
     return [f"{DOCKER_HOST_PREFIX}{index}" for index in range(1, count + 1)]
 
 
+def host_engine(name: str) -> str:
+    """The engine a lab host runs its services with (by its name, as `up` made it)."""
+    return "docker" if name.startswith(DOCKER_HOST_PREFIX) else "podman"
+
+
+def mixed_fleet() -> list[str]:
+    """One podman and one docker host, up: the lab tests' two-host fleet, so that every
+    phase runs on both engines in the same runs."""
+    up(1, docker=1)
+    return [*host_names(1), *docker_host_names(1)]
+
+
 def up(count: int = 3, docker: int = 0) -> list[str]:
     """Start `count` podman hosts and `docker` docker hosts; running ones are left alone,
     stopped ones are started."""
