@@ -194,6 +194,30 @@ def test_missing_read_only_mount_is_refused_before_any_unit_changes(fleet):
     wait_ready(host, 5001)
 
 
+def test_distribute_on_docker_loads_only_the_missing_image_and_checks_its_id(fleet):
+    """A converged docker host moves nothing (changed 0); an image docker lost is the
+    only one transferred and loaded, under the manifest's ID (docker: sha256:<id>)."""
+    host = fleet[1]
+    proc = run("playbooks/distribute.yml", "--limit", host, json_output=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert json.loads(proc.stdout)["stats"][host]["changed"] == 0
+    ref = "localhost/airlift-sim/read:1.0"
+    image_id = on_engine(host, "image", "inspect", "--format", "{{.Id}}", ref).strip()
+    assert image_id.startswith("sha256:")
+    on(host, "systemctl", "stop", "airlift-read.service")
+    try:
+        on_engine(host, "rmi", ref)
+        assert not on_engine(host, "images", "--quiet", ref).strip()
+        proc = run("playbooks/distribute.yml", "--limit", host)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "1 image(s) loaded" in flat(proc.stdout)
+        assert on_engine(host, "image", "inspect", "--format", "{{.Id}}", ref).strip() \
+            == image_id
+    finally:
+        on(host, "systemctl", "start", "airlift-read.service")
+    wait_ready(host, 5001)
+
+
 def test_preflight_on_docker_asks_the_daemon_and_names_a_stopped_one(fleet):
     """docker's client answers without dockerd, the units need it: preflight reports the
     daemon's version, and a stopped daemon as a failure naming the fix."""

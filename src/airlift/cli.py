@@ -92,7 +92,11 @@ def cmd_lab_traffic(args: argparse.Namespace) -> int:
     if args.requests < 1 or args.hosts < 1:
         print("airlift: --requests and --hosts must be at least 1", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return send_traffic(lab.host_names(args.hosts), requests=args.requests)
+    if args.docker_hosts < 0:
+        print("airlift: --docker-hosts must be 0 or more", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    hosts = lab.host_names(args.hosts) + lab.docker_host_names(args.docker_hosts)
+    return send_traffic(hosts, requests=args.requests)
 
 
 def cmd_lab_images(args: argparse.Namespace) -> int:
@@ -230,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     traffic_parser = lab_verbs.add_parser(
         "traffic", help="send metered requests to the demo's services through the front door")
     traffic_parser.add_argument("--hosts", type=int, default=3, help="first N lab hosts (3)")
+    traffic_parser.add_argument("--docker-hosts", type=int, default=1,
+                                help="first N docker hosts (1, as `airlift demo`)")
     traffic_parser.add_argument("--requests", type=int, default=2,
                                 help="requests per service and host (2)")
     traffic_parser.set_defaults(func=cmd_lab_traffic)
