@@ -106,6 +106,7 @@ import datetime as dt
 import os
 import subprocess
 
+from ansible.module_utils import airlift_layout as layout
 from ansible.module_utils.airlift_usage import (
     archive_dir,
     archived,
@@ -120,7 +121,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 
 def unit_active(name: str) -> bool:
-    proc = subprocess.run(["systemctl", "is-active", f"airlift-{name}.service"],
+    proc = subprocess.run(["systemctl", "is-active", layout.unit_name(name)],
                           capture_output=True, text=True, check=False)
     return proc.stdout.strip() == "active"
 
@@ -214,8 +215,8 @@ def main() -> None:
             "engine": {"type": "str", "choices": ["podman", "docker"], "default": "podman"},
             "run_options": {"type": "list", "elements": "str", "default": []},
             "eula": {"type": "str", "required": True},
-            "archive_dir": {"type": "path", "default": "/var/lib/airlift/usage-archives"},
-            "output_root": {"type": "path", "default": "/var/lib/airlift/output"},
+            "archive_dir": {"type": "path", "default": layout.ARCHIVE_DIR},
+            "output_root": {"type": "path", "default": layout.OUTPUT_DIR},
             "log_dirs": {"type": "list", "elements": "dict", "default": [],
                          "options": {"name": {"type": "str", "required": True},
                                      "path": {"type": "path", "required": True}}},
