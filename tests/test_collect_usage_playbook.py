@@ -140,7 +140,7 @@ def test_stopped_service_is_collected_through_a_temporary_instance(fleet, sent):
     host, archives = fleet[1], "/var/lib/airlift/usage-archives"
     expected, _, _ = collect(fleet)
     on(host, "systemctl", "stop", "airlift-read.service")
-    on(host, "podman", "create", "--name", "airlift-usage-read", "--network", "none",
+    on_engine(host, "create", "--name", "airlift-usage-read", "--network", "none",
        "localhost/airlift-sim/read:1.0")
     leftovers = {f"{'a' * 64}.tar.gz": "-2 days", ".1-2.tar.gz.partial": "-2 days",
                  f"{'b' * 64}.tar.gz": "-5 minutes"}
