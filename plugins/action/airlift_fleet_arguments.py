@@ -22,7 +22,7 @@ options:
     required: true
   roles:
     description:
-      - Roles (under the project's roles/ folder) whose spec is validated: the C(main)
+      - Roles (under the project's roles/ folder) whose spec is validated, the C(main)
         entry point, or C(shared) for the shared role C(airlift) (which every role
         depends on, and which validates its settings with this task instead of per host).
     type: list
@@ -32,7 +32,7 @@ options:
     description:
       - Folder variables that must not be empty, as C(name -> purpose). An empty folder
         passes a spec as a path and would put a role's files under C(/); each host whose
-        value is empty fails with C(set NAME to PURPOSE) (the names joined by C(; )).
+        value is empty fails with C(set NAME to PURPOSE), the names joined by semicolons.
     type: dict
     default: {}
 author:
@@ -64,7 +64,7 @@ defaults:
   returned: success
   type: list
 argument_errors:
-  description: Every problem as C(host: role R: message) (spec) or C(host: set ...) (folders).
+  description: "Every problem as C(host: role R: message) (spec) or C(host: set ...) (folders)."
   returned: failure
   type: list
 """
@@ -109,12 +109,12 @@ class ActionModule(FleetAction):
         specs = {role: main_spec(role) for role in args["roles"]}
         folders = args["folders"]
         names = {name for spec in specs.values() for name in spec} | set(folders)
-        # The value every host gets unless it sets its own (the role's default, not what
-        # this task's host may have set): templated once for the run.
-        shared = self.shared_values(names)
+        # The value a host gets unless it sets its own: the role's default (templated once,
+        # or once per distinct value of what it names that hosts set themselves).
+        defaults = self.fleet_defaults(names, task_vars)
         problems, refusals = [], []
         for host in args["hosts"]:
-            values = self.host_values(hostvars[host], names, shared)
+            values = defaults.host_values(hostvars[host], names)
             for role, spec in specs.items():
                 checked = ArgumentSpecValidator(spec).validate(
                     {name: values[name] for name in spec if name in values})
@@ -124,7 +124,8 @@ class ActionModule(FleetAction):
             if unset:
                 refusals.append(f"{host}: {unset}")
         if not problems and not refusals:
-            return {"changed": False, "hosts": len(args["hosts"]), "defaults": sorted(shared)}
+            return {"changed": False, "hosts": len(args["hosts"]),
+                    "defaults": sorted(defaults.names)}
         # An empty folder: the role's own sentence, once (the hosts are listed after it).
         sentences = list(dict.fromkeys(line.split(": ", 1)[1] for line in refusals))
         msg = " ".join(

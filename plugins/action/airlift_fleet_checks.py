@@ -60,7 +60,7 @@ ansible_facts:
   returned: success
   type: dict
 problems:
-  description: Every inventory problem as C(host: line) (phase inventory).
+  description: "Every inventory problem as C(host: line) (phase inventory)."
   returned: failure
   type: list
 """
@@ -71,7 +71,7 @@ from typing import Any, ClassVar
 from ansible.utils.vars import merge_hash
 
 from airlift import checks
-from airlift.controller_action import FleetAction
+from airlift.controller_action import FleetAction, FleetDefaults
 
 INVENTORY = ("airlift_eula", "airlift_container_engine", "airlift_services", "airlift_waivers")
 THRESHOLDS = {"min_ghz": "airlift_preflight_min_ghz",
@@ -100,8 +100,7 @@ class ActionModule(FleetAction):
         def catalog(own: Any) -> Any:
             if "airlift_catalog" in own:
                 return own["airlift_catalog"]
-            overrides = own["airlift_catalog_overrides"] if (
-                "airlift_catalog_overrides" in own) else {}
+            overrides = own.get("airlift_catalog_overrides", {})
             key = json.dumps(overrides, sort_keys=True, default=str)
             if key not in merged:
                 merged[key] = merge_hash(builtin, overrides or {}, recursive=True)
@@ -113,17 +112,17 @@ class ActionModule(FleetAction):
         hostvars = task_vars["hostvars"]
         catalog = self.catalogs(task_vars)
         names = {*INVENTORY, *THRESHOLDS.values(), STOP_ON_FAILURE}
-        shared = self.shared_values(names)
+        defaults = self.fleet_defaults(names, task_vars)
         if args["phase"] == "inventory":
-            return self.inventory(args["hosts"], hostvars, catalog, names, shared)
-        return self.evaluate(args, hostvars, catalog, names, shared)
+            return self.inventory(args["hosts"], hostvars, catalog, names, defaults)
+        return self.evaluate(args, hostvars, catalog, names, defaults)
 
     def inventory(self, hosts: list[str], hostvars: Any, catalog: Any, names: set[str],
-                  shared: dict[str, Any]) -> dict[str, Any]:
+                  defaults: FleetDefaults) -> dict[str, Any]:
         found, problems = {}, []
         for host in hosts:
             own = hostvars[host]
-            values = self.host_values(own, names, shared)
+            values = defaults.host_values(own, names)
             found[host] = checks.inventory_checks(
                 {name: values.get(name) for name in INVENTORY}, catalog(own))
             problems.extend(f"{host}: {line}" for line in checks.failures(found[host]))
@@ -135,17 +134,17 @@ class ActionModule(FleetAction):
         return {"changed": False, "ansible_facts": facts}
 
     def evaluate(self, args: dict[str, Any], hostvars: Any, catalog: Any, names: set[str],
-                 shared: dict[str, Any]) -> dict[str, Any]:
+                 defaults: FleetDefaults) -> dict[str, Any]:
         inventory = hostvars["localhost"].get("__airlift_preflight_fleet_inventory") or {}
         results: dict[str, list[dict] | None] = {}
         stop_on_failure: dict[str, bool] = {}
         for host in args["hosts"]:
-            own = hostvars[host] if host in hostvars else {}
+            own = hostvars.get(host, {})
             contact = own.get("__airlift_preflight_contact") or {}
             if "airlift_host" not in own or contact.get("unreachable"):
                 results[host] = None        # UNREPORTED in every report
                 continue
-            values = self.host_values(own, names, shared)
+            values = defaults.host_values(own, names)
             thresholds = {key: values[name] for key, name in THRESHOLDS.items()}
             found = (list(inventory.get(host) or [])
                      + checks.host_checks(own["airlift_host"], values["airlift_services"],
