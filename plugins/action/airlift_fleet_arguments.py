@@ -97,6 +97,12 @@ def unset_folders(values: dict[str, Any], folders: dict[str, str]) -> list[str]:
             if not str(values.get(name) if values.get(name) is not None else "").strip()]
 
 
+def named(hosts: list[str], limit: int = 20) -> str:
+    """The first hosts by name, then how many more (a fleet of thousands stays readable)."""
+    more = f" and {len(hosts) - limit} more" if len(hosts) > limit else ""
+    return ", ".join(hosts[:limit]) + more
+
+
 class ActionModule(FleetAction):
     ARGUMENT_SPEC: ClassVar[dict[str, dict[str, Any]]] = {
         "hosts": {"type": "list", "elements": "str", "required": True},
@@ -113,13 +119,18 @@ class ActionModule(FleetAction):
         # or once per distinct value of what it names that hosts set themselves).
         defaults = self.fleet_defaults(names, task_vars)
         problems, refusals = [], []
+        validators = {role: ArgumentSpecValidator(spec) for role, spec in specs.items()}
+        # Most hosts share most values (role defaults, group vars): each distinct set of
+        # values is validated once (a spec validation copies every value it checks).
+        seen: dict[tuple[str, str], list[str]] = {}
         for host in args["hosts"]:
             values = defaults.host_values(hostvars[host], names)
             for role, spec in specs.items():
-                checked = ArgumentSpecValidator(spec).validate(
-                    {name: values[name] for name in spec if name in values})
-                problems.extend(f"{host}: role {role}: {message}"
-                                for message in checked.error_messages)
+                checked = {name: values[name] for name in spec if name in values}
+                key = (role, defaults.fingerprint(checked))
+                if key not in seen:
+                    seen[key] = list(validators[role].validate(checked).error_messages)
+                problems.extend(f"{host}: role {role}: {message}" for message in seen[key])
             unset = "; ".join(unset_folders(values, folders))
             if unset:
                 refusals.append(f"{host}: {unset}")
@@ -131,6 +142,6 @@ class ActionModule(FleetAction):
         msg = " ".join(
             ([f"Validation of arguments failed: {'; '.join(problems)}."] if problems else [])
             + ([f"{' | '.join(sentences)} (hosts: "
-                f"{', '.join(line.split(': ', 1)[0] for line in refusals)})"]
+                f"{named([line.split(': ', 1)[0] for line in refusals])})"]
                if refusals else []))
         return {"failed": True, "msg": msg, "argument_errors": problems + refusals}

@@ -101,6 +101,15 @@ class FleetDefaults:
                 available_variables=variables).template(self._raw[name])
         return self._cache[key]
 
+    def fingerprint(self, values: dict[str, Any]) -> str:
+        """Equal for equal values: a default by identity (one object for many hosts, so
+        a large catalog is not serialised per host), a host's own value by content."""
+        defaults = {id(value) for value in (*self.shared.values(), *self._cache.values())}
+        return json.dumps(
+            [[name, ["default", id(value)] if id(value) in defaults else value]
+             for name, value in sorted(values.items())],
+            default=lambda other: f"<{type(other).__name__}>{other}")
+
     def host_values(self, own: Any, names: set[str]) -> dict[str, Any]:
         """A host's value of each name: its own when it sets one, else the role default."""
         return {name: own[name] if name in own else self.value(own, name)
