@@ -51,6 +51,7 @@ unit_files:
 import fnmatch
 import os
 
+from ansible.module_utils import airlift_layout as layout
 from ansible.module_utils.airlift_images import read_state
 from ansible.module_utils.basic import AnsibleModule
 
@@ -58,8 +59,8 @@ from ansible.module_utils.basic import AnsibleModule
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "state_dir": {"type": "path", "default": "/var/lib/airlift/state"},
-            "unit_dir": {"type": "path", "default": "/etc/systemd/system"},
+            "state_dir": {"type": "path", "default": layout.STATE_DIR},
+            "unit_dir": {"type": "path", "default": layout.UNIT_DIR},
         },
         supports_check_mode=True,
     )
@@ -73,7 +74,7 @@ def main() -> None:
         images=read_state(os.path.join(state_dir, "images.json")),
         licenses=read_state(os.path.join(state_dir, "licenses.json")),
         unit_files=sorted(os.path.join(unit_dir, name) for name in names
-                          if fnmatch.fnmatch(name, "airlift-*.service")),
+                          if fnmatch.fnmatch(name, layout.UNIT_GLOB)),
     )
 
 
