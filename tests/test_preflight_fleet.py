@@ -109,13 +109,40 @@ def test_bad_shared_setting_of_one_host_is_refused_once_naming_that_host(tmp_pat
 
 
 def test_a_folder_default_built_from_a_host_s_own_setting_is_refused_for_that_host(tmp_path):
-    """deploy's state folder defaults to distribute's: emptied on the second host only
-    (not the host the run-once check runs on), it is still refused, naming that host."""
-    inventory = ghost_inventory(tmp_path, host_vars={GHOSTS[1]: {
-        "airlift_distribute_state_dir": ""}})
+    """deploy's state folder defaults to the shared airlift_state_dir: emptied on the second
+    host only (not the host the run-once check runs on), it is still refused there."""
+    inventory = ghost_inventory(tmp_path, host_vars={GHOSTS[1]: {"airlift_state_dir": ""}})
     proc = run_file("deploy.yml", inventory)
     assert proc.returncode != 0
     text = " ".join(proc.stdout.split())
     assert ("set airlift_deploy_state_dir to the host folder of airlift's state files "
             f"(hosts: {GHOSTS[1]})") in text, proc.stdout[-3000:]
     assert "UNREACHABLE" not in proc.stdout
+
+
+def test_role_defaults_are_templated_again_only_for_hosts_that_set_what_they_name():
+    """A default built from another (also through a third, and inside a list) follows a
+    host's own value of it; hosts that set nothing share one templated value."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+
+    from airlift.controller_action import FleetDefaults
+
+    loader = DataLoader()
+    defaults = loader.load_from_file(str(ROOT / "roles/airlift/defaults/main.yml"),
+                                     trusted_as_template=True)
+    task_vars = {**defaults, "hostvars": {"a": {}}, "inventory_hostname": "a"}
+    names = {"airlift_frontdoor_log_dir", "airlift_preflight_disk_paths", "airlift_eula"}
+    fleet = FleetDefaults(Templar(loader=loader, variables=task_vars), defaults, names,
+                          task_vars)
+    assert fleet.host_values({}, names) == {
+        "airlift_frontdoor_log_dir": "/var/lib/airlift/output/frontdoor",
+        "airlift_preflight_disk_paths": ["/var/lib/containers", "/var/lib/airlift"],
+        "airlift_eula": ""}
+    moved = fleet.host_values({"airlift_host_dir": "/srv/a"}, names)
+    assert moved["airlift_frontdoor_log_dir"] == "/srv/a/output/frontdoor"
+    assert moved["airlift_preflight_disk_paths"] == ["/var/lib/containers", "/srv/a"]
+    assert fleet.host_values({"airlift_eula": "accept"}, names)["airlift_eula"] == "accept"
+    # Equal inputs, one templating: the same object for every host that sets nothing.
+    assert (fleet.host_values({}, names)["airlift_preflight_disk_paths"]
+            is fleet.host_values({"x": 1}, names)["airlift_preflight_disk_paths"])

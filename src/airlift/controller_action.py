@@ -13,6 +13,11 @@ WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MISSING = object()   # a referenced variable neither the host nor a role default sets
 
 
+def template(value: Any) -> str:
+    """A default's text, where any template it holds shows (also inside lists and dicts)."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
 class ControllerAction(ActionBase):
     """An action that never connects to the host: it works on the controller's files.
 
@@ -74,13 +79,27 @@ class FleetDefaults:
         self._task_own = task_vars.get("hostvars", {}).get(
             task_vars.get("inventory_hostname", ""), {})
         self.names = {name for name in names if name in defaults}
-        # The variables a templated default names (an over-approximation: every word).
-        self._refs = {name: sorted(set(WORD.findall(value)))
+        # The variables a templated default names, also through the defaults it names
+        # (airlift_deploy_state_dir -> airlift_state_dir -> airlift_host_dir); an
+        # over-approximation: every word.
+        self._refs = {name: self._names_in(template(value))
                       for name, value in defaults.items()
-                      if name in self.names and isinstance(value, str) and "{" in value}
+                      if name in self.names and "{" in template(value)}
         self._cache: dict[tuple[str, str], Any] = {}
         self.shared = {name: self._templar.template(defaults[name]) for name in self.names
                        if name not in self._refs}
+
+    def _names_in(self, text: str) -> list[str]:
+        seen: set[str] = set()
+        todo = WORD.findall(text)
+        while todo:
+            word = todo.pop()
+            if word not in seen:
+                seen.add(word)
+                raw = template(self._raw.get(word, ""))
+                if "{" in raw:
+                    todo.extend(WORD.findall(raw))
+        return sorted(seen)
 
     def value(self, own: Any, name: str) -> Any:
         """The default of `name` for a host whose own variables are `own`."""
