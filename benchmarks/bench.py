@@ -2,9 +2,10 @@
 
     python benchmarks/bench.py [converged|first-delivery|fleet-scaling|callback|preflight ...]
     (or `make bench`, which runs them all)
-    python benchmarks/bench.py fleet-controller --hosts 50 100 300 [--failing]
+    python benchmarks/bench.py fleet-controller --hosts 50 100 300 [--failing] [--before DIR]
     (airlift's own controller cost: preflight against benchmarks/naive/preflight.yml on N
-    inventory hosts with the local connection; no lab needed)
+    inventory hosts with the local connection; no lab needed; with --before, another
+    checkout's preflight too, e.g. `git archive main | tar -x -C DIR`)
 
 Each benchmark runs both approaches on the same lab hosts, images and machine, one after
 the other, and records wall time, bytes moved, disk bytes read and written machine-wide
@@ -827,8 +828,10 @@ def fleet_controller_md(data: dict[str, Any]) -> list[str]:
                          num(ratio["peak_tree_rss_mib"], 2) if ratio else "-"])
     state = ("every airlift host failing host.init" if data.get("failing", True)
              else "every host passing")
+    before = (f" \"airlift before\" is commit {data['before_commit']}, run right before "
+              "this one." if data.get("before_commit") else "")
     return [f"Local connection, {data.get('forks', 20)} forks, {state}; peak RSS of the whole "
-            "ansible-playbook process tree (sampled every 0.2 s).", "",
+            f"ansible-playbook process tree (sampled every 0.2 s).{before}", "",
             *table(["hosts", "run", "wall, s", "s / host", "controller CPU, s",
                     "peak RSS, MiB", "task results", "wall / naive", "CPU / naive",
                     "RSS / naive"], rows)]
