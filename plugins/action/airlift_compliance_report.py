@@ -8,9 +8,11 @@ DOCUMENTATION = r"""
 module: airlift_compliance_report
 short_description: Write every expected host's preflight results as JSON, JUnit, Markdown, HTML
 description:
-  - Runs on the controller only (an action plugin with no module part). Reads the
-    results variable of each expected host from hostvars; a host without results
-    (unreachable, or failed before its checks) is reported as UNREPORTED, never dropped.
+  - Runs on the controller only (an action plugin with no module part). Takes each
+    expected host's results from I(results) (keyed by host, as preflight evaluates them
+    once for the run) or from the I(results_var) variable in hostvars; a host without
+    results (unreachable, or failed before its checks) is reported as UNREPORTED, never
+    dropped.
   - C(compliance.html) is the page for a person, with the fleet summary, failures grouped
     by check with the hosts and the fix, waivers with days to expiry, then the full matrix
     filterable by status. It needs no network and names the run and the inventory.
