@@ -87,7 +87,7 @@ author:
 EXAMPLES = r"""
 - name: Collect usage of this host's services
   airlift_usage:
-    services: "{{ __airlift_deploy_units }}"
+    services: "{{ airlift_deploy_units }}"
     eula: accept
     month_count: 3
   register: usage
