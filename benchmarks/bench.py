@@ -290,7 +290,9 @@ def host_memory(hosts: list[str]) -> dict[str, float]:
 
 
 def running_hosts() -> list[str]:
-    return [host["name"] for host in lab.fleet() if host["state"] == "running"]
+    """Running podman hosts (the measurements are podman's; the demo's docker host stays)."""
+    return [host["name"] for host in lab.fleet() if host["state"] == "running"
+            and lab.host_engine(host["name"]) == "podman"]
 
 
 SUMMED = ("seconds", "cpu_seconds", "machine_cpu_seconds", "disk_read", "disk_written",

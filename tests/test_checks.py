@@ -233,6 +233,23 @@ def test_disk_engine_init_architecture():
     assert by_id(results, "host.disk")["expected"] == ">= 1.5 GiB"
 
 
+def test_docker_installed_but_its_daemon_down_is_named_with_the_fix():
+    # docker units need dockerd: the host fact asks the daemon, so a stopped daemon is
+    # no version; installed tells it apart from a missing docker.
+    down = by_id(run([SENTIMENT], engine="docker", engine_version=None,
+                     engine_installed=True), "host.engine")
+    assert (down["status"], down["observed"], down["message"]) == (
+        "FAIL", "docker installed, its daemon does not answer",
+        "start the daemon: systemctl enable --now docker.service")
+    missing = by_id(run([SENTIMENT], engine="docker", engine_version=None,
+                        engine_installed=False), "host.engine")
+    assert (missing["status"], missing["observed"]) == ("FAIL", "not installed")
+    running = by_id(run([SENTIMENT], engine="docker", engine_version="20.10.24+dfsg1",
+                        engine_installed=True), "host.engine")
+    assert (running["status"], running["expected"], running["observed"]) == (
+        "PASS", "docker", "20.10.24+dfsg1")
+
+
 def inventory(**host_vars):
     base = {"airlift_eula": "accept", "airlift_container_engine": "podman",
             "airlift_services": [SENTIMENT], "airlift_waivers": []}

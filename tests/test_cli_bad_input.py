@@ -53,7 +53,8 @@ def playbook_cases(verb: str) -> list[tuple[list[str], str]]:
 
 # verb -> [(argv, what the one line says)]; {t} is the scratch folder.
 CASES: dict[str, list[tuple[list[str], str]]] = {
-    "lab up": [(["lab", "up", "0"], "0 hosts: the lab needs at least one host, give a count")],
+    "lab up": [(["lab", "up", "0"], "0 hosts: the lab needs at least one host, give a count"),
+               (["lab", "up", "1", "--docker", "-1"], "-1 docker hosts: give 0 or more")],
     "lab down": [(["lab", "down", "{t}/file"], "unrecognized arguments")],
     "lab status": [(["lab", "status", "{t}/file"], "unrecognized arguments")],
     "lab reap": [(["lab", "reap", "{t}/file"], "unrecognized arguments")],
@@ -98,7 +99,8 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
                          "`airlift ca init --dir {t}/empty`)")],
     "ca issue-client": [(["ca", "issue-client", "--dir", "{t}/none", "--name", "ops"],
                          "cannot read the CA in {t}/none: FileNotFoundError (make one with")],
-    "demo": [(["demo", "--hosts", "0"], "0 hosts: the lab needs at least one host")],
+    "demo": [(["demo", "--hosts", "0"], "0 hosts: the lab needs at least one host"),
+             (["demo", "--docker-hosts", "-1"], "--docker-hosts -1: give 0 or more")],
     **{verb: playbook_cases(verb) for verb in cli_playbooks.PLAYBOOK_VERBS},
 }
 

@@ -1,5 +1,8 @@
 """collect_usage.yml against the lab: totals equal what was sent, whatever the state of
-the services and hosts; the raw records come along, named by their sha256."""
+the services and hosts; the raw records come along, named by their sha256.
+
+The fleet is one podman and one docker host (lab.mixed_fleet): fleet[1] is docker.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_playbook
-from test_deploy_playbook import http, on, wait_ready
+from test_deploy_playbook import http, on, on_engine, wait_ready
 from usage_page import all_time_figures
 
 from airlift import lab
@@ -52,8 +55,7 @@ def send(host: str, sentiment_documents: int, read_requests: int) -> None:
 
 @pytest.fixture(scope="module")
 def fleet():
-    lab.up(2)
-    hosts = lab.host_names(2)
+    hosts = lab.mixed_fleet()
     assert run_playbook("playbooks/stage.yml").returncode == 0
     proc = run_playbook("site.yml", "--limit", ",".join(hosts))
     assert proc.returncode == 0, proc.stdout[-3000:]
@@ -138,7 +140,7 @@ def test_stopped_service_is_collected_through_a_temporary_instance(fleet, sent):
     host, archives = fleet[1], "/var/lib/airlift/usage-archives"
     expected, _, _ = collect(fleet)
     on(host, "systemctl", "stop", "airlift-read.service")
-    on(host, "podman", "create", "--name", "airlift-usage-read", "--network", "none",
+    on_engine(host, "create", "--name", "airlift-usage-read", "--network", "none",
        "localhost/airlift-sim/read:1.0")
     leftovers = {f"{'a' * 64}.tar.gz": "-2 days", ".1-2.tar.gz.partial": "-2 days",
                  f"{'b' * 64}.tar.gz": "-5 minutes"}
@@ -156,7 +158,7 @@ def test_stopped_service_is_collected_through_a_temporary_instance(fleet, sent):
                  ["services"] if item["name"] == "read")["all_time"]
         assert report["totals"] == expected["totals"]
         # The temporary instance is gone, the service stays as the operator left it.
-        names = on(host, "podman", "ps", "--all", "--format", "{{.Names}}").split()
+        names = on_engine(host, "ps", "--all", "--format", "{{.Names}}").split()
         assert "airlift-usage-read" not in names and "airlift-read" not in names
         assert "airlift-sentiment" in names
     finally:
@@ -171,7 +173,7 @@ def test_stopped_host_is_listed_unreachable_never_zero(fleet, sent):
     try:
         report, run_dir, stdout = collect(fleet)
     finally:
-        lab.up(len(fleet))
+        lab.mixed_fleet()
     entry = next(item for item in report["hosts"] if item["host"] == down)
     assert entry["status"] == "unreachable" and entry.get("reason")
     assert "services" not in entry or not entry["services"]

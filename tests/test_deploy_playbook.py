@@ -1,4 +1,8 @@
-"""deploy.yml against the lab: units, health, recovery without Ansible, removal."""
+"""deploy.yml against the lab: units, health, recovery without Ansible, removal.
+
+The fleet is one podman and one docker host (lab.mixed_fleet): tests that loop over it
+or take fleet[1] prove the behaviour on docker.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,16 @@ def run(playbook: str, *args: str, json_output: bool = False) -> subprocess.Comp
 
 def on(host: str, *command: str, check: bool = True) -> str:
     return podman.run(["exec", host, *command], check=check).stdout
+
+
+def on_engine(host: str, *command: str, check: bool = True) -> str:
+    """A command of the host's own engine (podman or docker), run on the host."""
+    return on(host, lab.host_engine(host), *command, check=check)
+
+
+def bare(image_id: str) -> str:
+    """An image ID without docker's `sha256:` (podman reports it bare)."""
+    return image_id.strip().split(":", 1)[-1]
 
 
 def http(host: str, port: int, path: str, body: dict | None = None) -> int:
@@ -47,8 +61,7 @@ def wait_ready(host: str, port: int, timeout: float = 60) -> float:
 
 @pytest.fixture(scope="module")
 def fleet():
-    lab.up(2)
-    hosts = lab.host_names(2)
+    hosts = lab.mixed_fleet()
     limit = ["--limit", ",".join(hosts)]
     assert run("playbooks/stage.yml").returncode == 0
     assert run("playbooks/distribute.yml", *limit).returncode == 0
@@ -66,36 +79,40 @@ def test_services_run_enabled_ready_and_rerun_changes_nothing(fleet):
         assert on(host, "systemctl", "is-enabled", "airlift-sentiment", "airlift-read").split() \
             == ["enabled", "enabled"]
         assert http(host, 5000, "/ready") == 200 and http(host, 5001, "/ready") == 200
-    unit = on(fleet[0], "cat", "/etc/systemd/system/airlift-sentiment.service")
-    image_id = on(fleet[0], "podman", "image", "inspect", "--format", "{{.Id}}",
-                  "localhost/airlift-sim/sentiment:1.0").strip()
-    assert f"    {image_id} \\" in unit           # pinned by ID, not by tag
-    assert "Eula=accept Mounts:License=/license Mounts:Output=/output" in unit
-    assert "ApiKey" not in unit and "Billing" not in unit
+    for host in fleet:
+        unit = on(host, "cat", "/etc/systemd/system/airlift-sentiment.service")
+        image_id = bare(on_engine(host, "image", "inspect", "--format", "{{.Id}}",
+                                  "localhost/airlift-sim/sentiment:1.0"))
+        assert f"    {image_id} \\" in unit           # pinned by ID, not by tag
+        assert f"/usr/bin/{lab.host_engine(host)} run " in unit
+        assert "Eula=accept Mounts:License=/license Mounts:Output=/output" in unit
+        assert "ApiKey" not in unit and "Billing" not in unit
     proc = run("playbooks/deploy.yml", *limit(fleet), json_output=True)
     stats = json.loads(proc.stdout)["stats"]
     assert all(stats[host]["changed"] == 0 for host in fleet), stats
 
 
-def test_killed_container_is_brought_back_by_systemd(fleet):
-    host = fleet[0]
-    before = on(host, "podman", "inspect", "--format", "{{.Id}}", "airlift-sentiment").strip()
-    on(host, "podman", "kill", "airlift-sentiment")
+@pytest.mark.parametrize("index", [0, 1], ids=["podman", "docker"])
+def test_killed_container_is_brought_back_by_systemd(fleet, index):
+    host = fleet[index]
+    before = on_engine(host, "inspect", "--format", "{{.Id}}", "airlift-sentiment").strip()
+    on_engine(host, "kill", "airlift-sentiment")
     wait_ready(host, 5000)
-    after = on(host, "podman", "inspect", "--format", "{{.Id}}", "airlift-sentiment").strip()
+    after = on_engine(host, "inspect", "--format", "{{.Id}}", "airlift-sentiment").strip()
     assert after != before
 
 
 def test_rebooted_host_brings_every_service_back_without_ansible(fleet):
-    host = fleet[1]
-    lab.stop([host])
-    lab.up(len(fleet))
-    wait_ready(host, 5000, timeout=90)
-    wait_ready(host, 5001, timeout=90)
+    lab.stop(fleet)
+    lab.mixed_fleet()
+    for host in fleet:
+        wait_ready(host, 5000, timeout=90)
+        wait_ready(host, 5001, timeout=90)
 
 
-def test_removed_service_stops_but_its_usage_records_stay(fleet):
-    host = fleet[0]
+@pytest.mark.parametrize("index", [0, 1], ids=["podman", "docker"])
+def test_removed_service_stops_but_its_usage_records_stay(fleet, index):
+    host = fleet[index]
     route = "/vision/v3.2/read/syncAnalyze"
     assert http(host, 5001, route, {"url": "x"}) == 200
     only_sentiment = json.dumps({"airlift_services": [
@@ -111,8 +128,9 @@ def test_removed_service_stops_but_its_usage_records_stay(fleet):
     wait_ready(host, 5001)
 
 
-def test_service_that_never_gets_ready_fails_with_its_journal(fleet):
-    host = fleet[0]
+@pytest.mark.parametrize("index", [0, 1], ids=["podman", "docker"])
+def test_service_that_never_gets_ready_fails_with_its_journal(fleet, index):
+    host = fleet[index]
     broken = json.dumps({
         "airlift_services": [{"name": "sentiment", "catalog": "sim-sentiment", "port": 5000},
                              {"name": "read", "catalog": "sim-read", "port": 5001,
@@ -166,13 +184,61 @@ def test_missing_read_only_mount_is_refused_before_any_unit_changes(fleet):
     try:
         proc = run("playbooks/deploy.yml", "--limit", host, "-e", models)
         assert proc.returncode == 0, proc.stdout[-2000:]
-        mounts = on(host, "podman", "inspect", "--format",
+        mounts = on_engine(host, "inspect", "--format",
                     "{{range .Mounts}}{{.Destination}}={{.Source}},{{.RW}} {{end}}",
                     "airlift-read")
         assert "/usr/local/models=/var/lib/airlift/mounts/models,false" in mounts
     finally:
         assert run("playbooks/deploy.yml", "--limit", host).returncode == 0
         on(host, "rmdir", "/var/lib/airlift/mounts/models")
+    wait_ready(host, 5001)
+
+
+def test_distribute_on_docker_loads_only_the_missing_image_and_checks_its_id(fleet):
+    """A converged docker host moves nothing (changed 0); an image docker lost is the
+    only one transferred and loaded, under the manifest's ID (docker: sha256:<id>)."""
+    host = fleet[1]
+    proc = run("playbooks/distribute.yml", "--limit", host, json_output=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert json.loads(proc.stdout)["stats"][host]["changed"] == 0
+    ref = "localhost/airlift-sim/read:1.0"
+    image_id = on_engine(host, "image", "inspect", "--format", "{{.Id}}", ref).strip()
+    assert image_id.startswith("sha256:")
+    on(host, "systemctl", "stop", "airlift-read.service")
+    try:
+        on_engine(host, "rmi", ref)
+        assert not on_engine(host, "images", "--quiet", ref).strip()
+        proc = run("playbooks/distribute.yml", "--limit", host)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "1 image(s) loaded" in flat(proc.stdout)
+        assert on_engine(host, "image", "inspect", "--format", "{{.Id}}", ref).strip() \
+            == image_id
+    finally:
+        on(host, "systemctl", "start", "airlift-read.service")
+    wait_ready(host, 5001)
+
+
+def test_preflight_on_docker_asks_the_daemon_and_names_a_stopped_one(fleet):
+    """docker's client answers without dockerd, the units need it: preflight reports the
+    daemon's version, and a stopped daemon as a failure naming the fix."""
+    host = fleet[1]
+    proc = run("playbooks/preflight.yml", "--limit", host)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    version = on(host, "docker", "version", "--format", "{{.Server.Version}}").strip()
+    assert version.startswith("20.10.")
+    # The socket too: it would start the daemon again on the first docker command.
+    on(host, "systemctl", "stop", "docker.socket", "docker.service")
+    try:
+        proc = run("playbooks/preflight.yml", "--limit", host)
+        assert proc.returncode != 0
+        assert ("host.engine [host]: expected docker, observed docker installed, its daemon "
+                "does not answer - start the daemon: systemctl enable --now docker.service"
+                ) in flat(proc.stdout)
+    finally:
+        # The units Require docker.service: they stopped with it and start again with it.
+        on(host, "systemctl", "start", "docker.service", "airlift-sentiment.service",
+           "airlift-read.service")
+    wait_ready(host, 5000)
     wait_ready(host, 5001)
 
 
@@ -195,7 +261,7 @@ def test_port_taken_by_another_program_stops_the_rollout_before_any_unit(fleet):
         assert podman.run(["exec", host, "test", "-e",
                            "/etc/systemd/system/airlift-second.service"],
                           check=False).returncode != 0
-        assert "airlift-second" not in on(host, "podman", "ps", "--format", "{{.Names}}")
+        assert "airlift-second" not in on_engine(host, "ps", "--format", "{{.Names}}")
     finally:
         on(host, "systemctl", "stop", "squatter", check=False)
 
@@ -204,7 +270,7 @@ def test_gpu_service_gets_its_cdi_device_and_a_host_without_the_spec_is_refused(
     """A lab host with a fake GPU (CDI spec + device node + nvidia-smi, `airlift lab gpu`):
     preflight passes, the GPU simulator sees the device podman's CDI injection gave it.
     Without the spec, preflight refuses the host before any change, naming the fix."""
-    host = fleet[1]
+    host = fleet[0]  # podman: CDI (docker's --gpus route: README, "Container engines")
     lab.ensure_simulator_images(services=["summarization-gpu"])
     extra = json.dumps({"airlift_services": [
         {"name": "sentiment", "catalog": "sim-sentiment", "port": 5000},
@@ -265,5 +331,5 @@ def test_host_down_does_not_stop_deploy_or_health_of_the_others(fleet):
             assert "failed=0" in recaps[up] and "unreachable=0" in recaps[up]
             assert "changed=0" in recaps[up]
     finally:
-        lab.up(len(fleet))
+        lab.mixed_fleet()
     wait_ready(down, 5000)

@@ -128,7 +128,7 @@ def render(plan: dict) -> str:
         ansible_managed="managed", __airlift_frontdoor_plan=plan)
 
 
-def render_unit(plan: dict) -> str:
+def render_unit(plan: dict, engine: str = "podman") -> str:
     templates = ROOT / "roles/airlift_frontdoor/templates"
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates),
                              undefined=jinja2.StrictUndefined, trim_blocks=True)
@@ -136,22 +136,28 @@ def render_unit(plan: dict) -> str:
     return env.get_template("frontdoor.service.j2").render(
         ansible_managed="managed", __airlift_frontdoor_plan=plan,
         __airlift_frontdoor_image_id="feed42", airlift_frontdoor_config_dir="/etc/af",
-        airlift_frontdoor_log_dir="/var/log/af", airlift_frontdoor_run_options=["--x=1"])
+        airlift_frontdoor_log_dir="/var/log/af", airlift_frontdoor_run_options=["--x=1"],
+        airlift_container_engine=engine)
 
 
-def test_proxy_unit_runs_on_the_host_network_pinned_and_independent_of_services(tmp_path):
+@pytest.mark.parametrize("engine", ["podman", "docker"])
+def test_proxy_unit_runs_on_the_host_network_pinned_and_independent_of_services(
+        tmp_path, engine):
     import airlift_snapshot
 
-    text = render_unit(frontdoor.routes(SERVICES, allowed_networks=["10.0.0.0/8"]))
+    text = render_unit(frontdoor.routes(SERVICES, allowed_networks=["10.0.0.0/8"]), engine)
     start = " ".join(text.replace("\\\n", " ").split("ExecStart=", 1)[1].splitlines()[0].split())
     assert "--network host" in start and "--x=1 feed42 /usr/sbin/nginx" in start
     assert f"--volume /etc/af/nginx.conf:{frontdoor.CONTAINER_CONF}:ro" in start
     assert f"--volume /etc/af/tls:{frontdoor.CONTAINER_TLS_DIR}:ro" in start
     assert f"--volume /var/log/af:{frontdoor.CONTAINER_LOG_DIR}" in start
-    assert "ExecReload=/usr/bin/podman exec airlift-frontdoor /usr/sbin/nginx" in text
-    # No ordering on the services either way: restarting one leaves the other alone.
-    assert not [line for line in text.splitlines()
-                if line.startswith(("Requires=", "BindsTo=", "PartOf=")) or "airlift-s" in line]
+    assert start.startswith(f"/usr/bin/{engine} run ")
+    assert f"ExecReload=/usr/bin/{engine} exec airlift-frontdoor /usr/sbin/nginx" in text
+    # No ordering on the services either way: restarting one leaves the other alone
+    # (a docker unit needs only the daemon).
+    assert [line for line in text.splitlines()
+            if line.startswith(("Requires=", "BindsTo=", "PartOf=")) or "airlift-s" in line] \
+        == (["Requires=docker.service"] if engine == "docker" else [])
     # Rotation removes images no service unit names: the proxy's must not look like one.
     unit = tmp_path / "airlift-frontdoor.service"
     unit.write_text(text)

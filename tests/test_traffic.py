@@ -28,9 +28,11 @@ def test_services_that_are_not_simulators_are_not_called():
         ("speech", 5002, 3)]
 
 
-@pytest.mark.parametrize("argv", [["lab", "traffic", "--requests", "0"],
-                                  ["lab", "traffic", "--hosts", "0"]])
-def test_traffic_refuses_nothing_to_send(argv, capsys):
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["lab", "traffic", "--requests", "0"], "at least 1"),
+    (["lab", "traffic", "--hosts", "0"], "at least 1"),
+    (["lab", "traffic", "--docker-hosts", "-1"], "--docker-hosts must be 0 or more")])
+def test_traffic_refuses_nothing_to_send(argv, expected, capsys):
     args = cli.build_parser().parse_args(argv)
     assert args.func(args) == cli.EXIT_BAD_INPUT
-    assert "at least 1" in capsys.readouterr().err
+    assert expected in capsys.readouterr().err

@@ -293,7 +293,9 @@ def gather(paths: list[str], engine: str, units: list[str] | tuple[str, ...] = (
         total_mb, available_mb = min(total_mb, limit_mb), min(available_mb, limit_mb)
     ports = parse_listening_ports(read("/proc/net/tcp")) | parse_listening_ports(
         read("/proc/net/tcp6"))
-    engine_version = command_output([engine, "version", "--format", "{{.Client.Version}}"])
+    # docker's client answers without its daemon: ask the daemon (the server) instead.
+    side = "Server" if engine == "docker" else "Client"
+    engine_version = command_output([engine, "version", "--format", f"{{{{.{side}.Version}}}}"])
     gpus = parse_nvidia_smi(command_output(NVIDIA_SMI_QUERY))
     devices, specs = cdi_devices()
     return {
@@ -309,6 +311,7 @@ def gather(paths: list[str], engine: str, units: list[str] | tuple[str, ...] = (
         "disk_free_mb": {path: disk_free_mb(path) for path in paths},
         "engine": engine,
         "engine_version": engine_version,
+        "engine_installed": bool(shutil.which(engine)),
         "init_is_systemd": os.path.isdir("/run/systemd/system"),
         "listening_ports": sorted(ports),
         "gpus": gpus,

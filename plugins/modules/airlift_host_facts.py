@@ -10,7 +10,8 @@ description:
   - Reads what Ansible's facts do not, cheaply and without changing anything - usable
     cores (CPU affinity capped by a cgroup quota), the CPU's maximum clock (cpufreq,
     else the model string, else /proc/cpuinfo), AVX flags, memory (capped by a cgroup
-    limit), free disk for given paths, the container engine's version, whether systemd
+    limit), free disk for given paths, the container engine's version (docker - its
+    daemon's, which units need) and whether it is installed, whether systemd
     is init, listening TCP ports and NVIDIA GPUs (index, name, memory and driver, from
     nvidia-smi), and what hands GPUs to containers - the devices of the CDI specs in
     /etc/cdi and /var/run/cdi (podman), the nvidia-container-runtime-hook and docker's
@@ -71,6 +72,7 @@ ansible_facts:
         disk_free_mb: {/var/lib/containers: 80000}
         engine: podman
         engine_version: 4.3.1
+        engine_installed: true
         init_is_systemd: true
         listening_ports: [22]
         gpus:

@@ -66,6 +66,18 @@ def result(check: str, subject: str, status: str, expected: Any, observed: Any,
             "expected": expected, "observed": observed, "message": message}
 
 
+def engine_check(facts: dict[str, Any]) -> dict[str, Any]:
+    """host.engine: the engine answers (docker: its daemon, which units need running)."""
+    engine, version = facts.get("engine", "podman"), facts.get("engine_version")
+    if version:
+        return result("host.engine", "host", PASS, engine, version)
+    if engine == "docker" and facts.get("engine_installed"):
+        return result("host.engine", "host", FAIL, engine,
+                      "docker installed, its daemon does not answer",
+                      "start the daemon: systemctl enable --now docker.service")
+    return result("host.engine", "host", FAIL, engine, "not installed")
+
+
 def _valid_memory(value: Any) -> bool:
     """A size docker accepts: its form, and no less than its minimum (0 would mean no
     limit at all once rounded to MiB)."""
@@ -503,9 +515,7 @@ def host_checks(facts: Mapping[str, Any], services: Iterable[Mapping[str, Any]],
         out.append(result("host.disk", path, FAIL if path in short else PASS,
                           f">= {format_mb(need_disk)}", format_mb(free)))
     out.extend(gpu_checks(facts, services, catalog))
-    version = facts.get("engine_version")
-    out.append(result("host.engine", "host", PASS if version else FAIL,
-                      facts.get("engine", "podman"), version or "not installed"))
+    out.append(engine_check(facts))
     out.append(result("host.init", "host", PASS if facts.get("init_is_systemd") else FAIL,
                       "systemd", "systemd" if facts.get("init_is_systemd") else "other"))
     listening = set(facts.get("listening_ports") or [])

@@ -32,9 +32,10 @@ EXIT_BAD_INPUT = 2
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
-    changed = lab.up(args.count)
+    changed = lab.up(args.count, docker=args.docker)
     print_status()
-    print(f"lab: {len(changed)} host(s) started, {args.count - len(changed)} already running")
+    total = args.count + args.docker
+    print(f"lab: {len(changed)} host(s) started, {total - len(changed)} already running")
     return EXIT_OK
 
 
@@ -91,7 +92,11 @@ def cmd_lab_traffic(args: argparse.Namespace) -> int:
     if args.requests < 1 or args.hosts < 1:
         print("airlift: --requests and --hosts must be at least 1", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return send_traffic(lab.host_names(args.hosts), requests=args.requests)
+    if args.docker_hosts < 0:
+        print("airlift: --docker-hosts must be 0 or more", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    hosts = lab.host_names(args.hosts) + lab.docker_host_names(args.docker_hosts)
+    return send_traffic(hosts, requests=args.requests)
 
 
 def cmd_lab_images(args: argparse.Namespace) -> int:
@@ -104,6 +109,7 @@ def cmd_lab_images(args: argparse.Namespace) -> int:
         raise lab.LabError(f"unknown simulator service {', '.join(unknown)}: give one of "
                            f"{', '.join(sorted(lab.simulator_services()))}")
     print(f"host image: {lab.ensure_host_image(force=args.force)}")
+    print(f"docker host image: {lab.ensure_host_image(force=args.force, engine='docker')}")
     images = lab.ensure_simulator_images(version=args.version, services=args.service or None,
                                          padding_mb=args.padding_mb, force=args.force)
     for image in images:
@@ -165,8 +171,11 @@ def run_playbook(playbook: str, inventory: str, extra: Sequence[str] = ()) -> in
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: lab fleet, images, certificates, rollout behind the front
-    door, usage, reports."""
-    lab.up(args.hosts)
+    door, usage, reports. The fleet mixes engines: podman hosts and docker hosts."""
+    if args.docker_hosts < 0:
+        raise lab.LabError(f"--docker-hosts {args.docker_hosts}: give 0 or more")
+    lab.up(args.hosts, docker=args.docker_hosts)
+    hosts = lab.host_names(args.hosts) + lab.docker_host_names(args.docker_hosts)
     lab.ensure_simulator_images()
     lab.ensure_proxy_image()
     # One run id for the rollout and the collection: all reports land in one folder.
@@ -179,7 +188,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if rc == EXIT_OK:
         rc = run_playbook("site.yml", "inventories/lab", same_run)
     if rc == EXIT_OK:
-        rc = send_traffic(lab.host_names(args.hosts), requests=2)
+        rc = send_traffic(hosts, requests=2)
     if rc == EXIT_OK:
         rc = run_playbook("playbooks/collect_usage.yml", "inventories/lab", same_run)
     run_dir = project_root() / "reports" / run_id
@@ -208,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab_verbs = lab_parser.add_subparsers(dest="lab_verb", required=True)
     up = lab_verbs.add_parser("up", help="start N lab hosts (default 3)")
     up.add_argument("count", nargs="?", type=int, default=3)
+    up.add_argument("--docker", type=int, default=0, metavar="N",
+                    help="also start N docker hosts (airlift-lab-docker-1..; default 0)")
     up.set_defaults(func=cmd_lab_up)
     lab_verbs.add_parser("down", help="remove every lab host").set_defaults(func=cmd_lab_down)
     lab_verbs.add_parser("status", help="list lab hosts").set_defaults(func=cmd_lab_status)
@@ -223,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     traffic_parser = lab_verbs.add_parser(
         "traffic", help="send metered requests to the demo's services through the front door")
     traffic_parser.add_argument("--hosts", type=int, default=3, help="first N lab hosts (3)")
+    traffic_parser.add_argument("--docker-hosts", type=int, default=1,
+                                help="first N docker hosts (1, as `airlift demo`)")
     traffic_parser.add_argument("--requests", type=int, default=2,
                                 help="requests per service and host (2)")
     traffic_parser.set_defaults(func=cmd_lab_traffic)
@@ -269,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_ca.add_verbs(verbs)
 
     demo = verbs.add_parser("demo", help="build the lab and run the main job on it")
-    demo.add_argument("--hosts", type=int, default=3)
+    demo.add_argument("--hosts", type=int, default=3, help="podman hosts (3)")
+    demo.add_argument("--docker-hosts", type=int, default=1,
+                      help="docker hosts beside them (1)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -24,11 +24,17 @@ from airlift import podman
 from airlift.paths import cache_dir, lab_dir, state_dir
 
 HOST_IMAGE = "localhost/airlift-lab-host"
+DOCKER_HOST_IMAGE = "localhost/airlift-lab-host-docker"
 SIM_BASE_IMAGE = "localhost/airlift-sim-base"
 SIM_IMAGE = "localhost/airlift-sim"
 PROXY_IMAGE = "localhost/airlift-proxy"
 HOST_PREFIX = "airlift-lab-"
+DOCKER_HOST_PREFIX = f"{HOST_PREFIX}docker-"
 FLEET_LABEL = "airlift.lab=fleet"
+# The lab inventory groups hosts by this label (inventories/lab: lab_docker gets
+# airlift_container_engine docker).
+ENGINE_LABEL = "airlift.lab.engine"
+ENGINES = ("podman", "docker")
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # How a fleet host runs: systemd as PID 1, no network. The host keeps the default (host)
@@ -145,18 +151,46 @@ def build_rootfs_image(ref: str, packages: list[str], customise: Callable[[Path]
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def ensure_host_image(force: bool = False) -> str:
-    """The fleet-host image for the current recipe; built only when missing."""
-    recipe = lab_dir() / "host"
-    ref = f"{HOST_IMAGE}:{recipe_hash([recipe], SUITE)}"
+def host_packages(engine: str = "podman") -> list[str]:
+    """The host's Debian packages: lab/host's list, edited by lab/host-docker's for docker
+    ("-name" drops a package, a plain name adds one)."""
+    packages = read_package_list(lab_dir() / "host" / "packages.txt")
+    if engine == "docker":
+        for line in read_package_list(lab_dir() / "host-docker" / "packages.txt"):
+            if line.startswith("-"):
+                packages = [package for package in packages if package != line[1:]]
+            elif line not in packages:
+                packages.append(line)
+    return packages
+
+
+def host_recipe(engine: str = "podman") -> list[Path]:
+    if engine not in ENGINES:
+        raise LabError(f"engine {engine!r}: give one of {', '.join(ENGINES)}")
+    recipe = [lab_dir() / "host"]
+    if engine == "docker":
+        recipe.append(lab_dir() / "host-docker")
+    return recipe
+
+
+def ensure_host_image(force: bool = False, engine: str = "podman") -> str:
+    """The fleet-host image for the current recipe and engine; built only when missing.
+
+    The docker variant is the podman host without podman, with Debian's docker.io and
+    lab/host-docker/overlay (dockerd on vfs, a private cgroup namespace per container).
+    """
+    recipes = host_recipe(engine)
+    image = DOCKER_HOST_IMAGE if engine == "docker" else HOST_IMAGE
+    ref = f"{image}:{recipe_hash(recipes, SUITE)}"
     if podman.image_exists(ref) and not force:
         tag_latest(ref)
         return ref
     require_tools()
-    packages = read_package_list(recipe / "packages.txt")
+    packages = host_packages(engine)
 
     def customise(rootfs: Path) -> None:
-        shutil.copytree(recipe / "overlay", rootfs, dirs_exist_ok=True)
+        for recipe in recipes:
+            shutil.copytree(recipe / "overlay", rootfs, dirs_exist_ok=True)
         # Host keys are made per host at `lab up`; baked ones would be shared by all.
         for key in (rootfs / "etc/ssh").glob("ssh_host_*"):
             key.unlink()
@@ -171,10 +205,11 @@ def ensure_host_image(force: bool = False) -> str:
             shutil.rmtree(rootfs / path, ignore_errors=True)
             (rootfs / path).mkdir(parents=True, exist_ok=True)
 
-    say(f"building fleet-host image {ref}")
+    say(f"building {engine} fleet-host image {ref}")
     build_rootfs_image(ref, packages, customise,
                        ['CMD=["/sbin/init"]', "STOPSIGNAL=SIGRTMIN+3",
-                        "LABEL=airlift.lab.image=host"])
+                        f"LABEL=airlift.lab.image=host-{engine}"
+                        if engine == "docker" else "LABEL=airlift.lab.image=host"])
     tag_latest(ref)
     prune_older(ref)
     return ref
@@ -380,14 +415,36 @@ def reap(prefix: str = "airlift-") -> list[str]:
     return stale
 
 
-def up(count: int = 3) -> list[str]:
-    """Start `count` hosts; running ones are left alone, stopped ones are started."""
+def docker_host_names(count: int) -> list[str]:
+    """The docker hosts' names: airlift-lab-docker-1.. (in the fleet, group lab_docker)."""
+    return [f"{DOCKER_HOST_PREFIX}{index}" for index in range(1, count + 1)]
+
+
+def host_engine(name: str) -> str:
+    """The engine a lab host runs its services with (by its name, as `up` made it)."""
+    return "docker" if name.startswith(DOCKER_HOST_PREFIX) else "podman"
+
+
+def mixed_fleet() -> list[str]:
+    """One podman and one docker host, up: the lab tests' two-host fleet, so that every
+    phase runs on both engines in the same runs."""
+    up(1, docker=1)
+    return [*host_names(1), *docker_host_names(1)]
+
+
+def up(count: int = 3, docker: int = 0) -> list[str]:
+    """Start `count` podman hosts and `docker` docker hosts; running ones are left alone,
+    stopped ones are started."""
     if count < 1:
         raise LabError(f"{count} hosts: the lab needs at least one host, give a count of 1 or more")
+    if docker < 0:
+        raise LabError(f"{docker} docker hosts: give 0 or more")
     require_tools()
-    image = ensure_host_image()
+    wanted = [(name, "podman") for name in host_names(count)]
+    wanted += [(name, "docker") for name in docker_host_names(docker)]
+    images = {engine: ensure_host_image(engine=engine) for engine in {e for _, e in wanted}}
     changed = []
-    for name in host_names(count):
+    for name, engine in wanted:
         if podman.is_stale(name):
             remove_stale(name, "recreating it from the image, its disk is lost")
         state = podman.container_state(name)
@@ -397,15 +454,17 @@ def up(count: int = 3) -> list[str]:
             say(f"starting {name} (was {state}; its disk is kept)")
             podman.run(["start", name])
         else:
-            say(f"creating {name}")
+            say(f"creating {name}" + (f" ({engine})" if engine != "podman" else ""))
             podman.run(["run", "--detach", "--name", name, "--hostname", name,
-                        "--label", FLEET_LABEL, *HOST_RUN_OPTIONS, image])
+                        "--label", FLEET_LABEL, "--label", f"{ENGINE_LABEL}={engine}",
+                        *HOST_RUN_OPTIONS, images[engine]])
         changed.append(name)
-    for name in host_names(count):
+    names = [name for name, _ in wanted]
+    for name in names:
         wait_for_systemd(name)
     from airlift import labssh
 
-    labssh.provision(host_names(count))
+    labssh.provision(names)
     ensure_signing_key()
     return changed
 

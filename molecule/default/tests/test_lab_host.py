@@ -1,4 +1,5 @@
-"""The lab hosts molecule created are real, disconnected systemd hosts with podman."""
+"""The lab hosts molecule created are real, disconnected systemd hosts with podman, and
+one with docker (airlift-mol-3, molecule.yml's host_vars): every check runs on both."""
 
 import json
 import os
@@ -10,6 +11,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests"))
 from usage_page import all_time_figures
 
+# molecule.yml's host_vars: airlift_container_engine per host (podman by default).
+DOCKER_HOSTS = {"airlift-mol-3"}
+# The engine's default bridge gateway: the host's own address as its containers see it.
+BRIDGE = {"podman": "10.88.0.1", "docker": "172.17.0.1"}
+
+
+def engine(host):
+    return "docker" if host.backend.get_hostname() in DOCKER_HOSTS else "podman"
+
 
 def test_systemd_is_pid1_and_running(host):
     assert host.file("/proc/1/comm").content_string.strip() == "systemd"
@@ -18,28 +28,35 @@ def test_systemd_is_pid1_and_running(host):
 
 
 def test_nothing_leaves_the_host(host):
-    # Only lo, plus the bridge podman makes inside the host for its own containers and
-    # the veths enslaved to it; and no route out.
+    # Only lo, plus the bridge the engine makes inside the host for its own containers
+    # (cni-podman0, docker0) and the veths enslaved to it; and no route out.
+    bridges = ("cni-podman", "docker0")
     for link in json.loads(host.check_output("ip -j link")):
         name = link["ifname"]
-        assert name == "lo" or name.startswith("cni-podman") or \
-            link.get("master", "").startswith("cni-podman"), link
+        assert name == "lo" or name.startswith(bridges) or \
+            link.get("master", "").startswith(bridges), link
     routes = json.loads(host.check_output("ip -j route"))
     assert not [route for route in routes if route.get("dst") == "default"]
 
 
-def test_podman_usable_inside_with_vfs_and_runc(host):
-    info = json.loads(host.check_output("podman info --format json"))
-    assert info["store"]["graphDriverName"] == "vfs"
-    assert info["host"]["ociRuntime"]["name"] == "runc"
+def test_engine_usable_inside_with_vfs_and_runc(host):
+    if engine(host) == "docker":
+        info = json.loads(host.check_output("docker info --format '{{json .}}'"))
+        assert (info["Driver"], info["DefaultRuntime"]) == ("vfs", "runc")
+    else:
+        info = json.loads(host.check_output("podman info --format json"))
+        assert info["store"]["graphDriverName"] == "vfs"
+        assert info["host"]["ociRuntime"]["name"] == "runc"
     # A real nested run, with no registry: import /bin/true and its libraries as an image.
     host.check_output(
         "mkdir -p /tmp/img && for f in /bin/true $(ldd /bin/true | grep -o '/[^ ]*'); "
         "do cp --parents $f /tmp/img; done "
-        "&& tar -C /tmp/img -c . | podman import - localhost/molecule-true")
+        f"&& tar -C /tmp/img -c . | {engine(host)} import - localhost/molecule-true")
     # The lab hosts share the outer cgroup v1 tree: nested containers need their own
-    # cgroup namespace (see lab/host/overlay/etc/containers/containers.conf).
-    run = host.run("podman run --rm --network none --cgroupns=private --memory 64m "
+    # cgroup namespace (podman: --cgroupns=private, see lab/host/overlay/etc/containers/
+    # containers.conf; docker: its daemon's default, lab/host-docker/overlay/etc/docker).
+    option = "" if engine(host) == "docker" else "--cgroupns=private "
+    run = host.run(f"{engine(host)} run --rm --network none {option}--memory 64m "
                    "--cpus 0.5 localhost/molecule-true /bin/true")
     assert run.rc == 0, run.stderr
 
@@ -56,9 +73,8 @@ def test_preflight_report_lists_every_host():
 
 
 def test_images_of_the_bundle_are_loaded(host):
-    # JSON, not a Go template: testinfra's ansible backend would template "{{ }}".
-    images = [name for image in json.loads(host.check_output("podman images --format json"))
-              for name in image.get("Names", [])]
+    images = host.check_output(f"{engine(host)} images --format "
+                               "'{{.Repository}}:{{.Tag}}'").split()
     assert "localhost/airlift-sim/sentiment:1.0" in images
     assert "localhost/airlift-sim/read:1.0" in images
     assert "localhost/airlift-proxy:latest" in images   # the front door's, from the bundle
@@ -158,7 +174,7 @@ def test_client_outside_the_allowed_networks_gets_403(host):
 def test_dependent_service_answers_through_what_it_needs(host):
     status, body = fetch(host, "https://localhost:15011/status")
     assert status == 200, body
-    assert json.loads(body)["dependsOn"] == "http://10.88.0.1:5010"
+    assert json.loads(body)["dependsOn"] == f"http://{BRIDGE[engine(host)]}:5010"
     unit = host.file("/etc/systemd/system/airlift-custom.service").content_string
     assert "Requires=airlift-layout.service" in unit and "After=airlift-layout.service" in unit
 
@@ -167,7 +183,7 @@ def test_document_intelligence_pair_shares_one_shared_folder(host):
     shared = host.file("/var/lib/airlift/mounts/shared")
     assert shared.is_directory and shared.mode == 0o750
     for name in ("layout", "custom"):
-        mounts = host.check_output("podman inspect --format '{{range .Mounts}}"
+        mounts = host.check_output(f"{engine(host)} inspect --format '{{{{range .Mounts}}}}"
                                    "{{.Destination}}={{.Source}} {{end}}' airlift-%s", name)
         assert "/shared=/var/lib/airlift/mounts/shared" in mounts.split()
         unit = host.file(f"/etc/systemd/system/airlift-{name}.service").content_string
@@ -175,13 +191,15 @@ def test_document_intelligence_pair_shares_one_shared_folder(host):
 
 
 def test_service_ports_are_not_reachable_beyond_loopback(host):
-    # 10.88.0.1 is the host's own address on its container bridge: a neighbour's view.
-    probe = ("import socket,sys\ntry:\n socket.create_connection(('10.88.0.1', int(sys.argv[1])),"
+    # The bridge gateway is the host's own address on its container bridge: a neighbour's
+    # view.
+    probe = ("import socket,sys\ntry:\n socket.create_connection((sys.argv[2], int(sys.argv[1])),"
              " timeout=3); print('open')\nexcept OSError: print('closed')\n")
+    bridge = BRIDGE[engine(host)]
     for _, port in (("sentiment", 5000), ("read", 5001), ("custom", 5011)):
-        assert host.check_output(f"python3 -c \"{probe}\" {port}") == "closed", port
+        assert host.check_output(f"python3 -c \"{probe}\" {port} {bridge}") == "closed", port
     # layout is also published on the bridge: custom's container reaches it there.
-    assert host.check_output(f"python3 -c \"{probe}\" 5010") == "open"
+    assert host.check_output(f"python3 -c \"{probe}\" 5010 {bridge}") == "open"
 
 
 def test_access_log_has_one_json_line_per_request(host):
@@ -210,8 +228,9 @@ def main_pid(host, unit):
 
 
 def container_ids(host):
-    return {item["Names"][0]: item["Id"] for item in
-            json.loads(host.check_output("podman ps --format json"))}
+    lines = host.check_output(f"{engine(host)} ps --no-trunc --format "
+                              "'{{.Names}} {{.ID}}'").splitlines()
+    return dict(line.split() for line in lines)
 
 
 def test_proxy_and_services_restart_independently(host):
