@@ -103,3 +103,17 @@ def test_observe_hashes_real_files_and_reads_folders(tmp_path):
     found = {(item["kind"], item["subject"]) for item in compare(want, seen)}
     assert ("dir_mode_differs", str(tmp_path / "output")) in found
     assert ("file_missing", want["files"][0]["path"]) in found
+
+
+def test_a_killed_transfers_file_is_distributes_to_discard(tmp_path):
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / ".abc.tar.123-x.partial").write_bytes(b"half")
+    (staging / "abc.tar").write_bytes(b"kept archive")
+    want = {"leftovers": [{"dir": str(staging), "suffix": ".partial", "area": "distribute"}]}
+    seen = observe(want, [], {}, [], {"images": {}, "licenses": {}})
+    assert compare(want, seen) == [{
+        "area": "distribute", "kind": "leftover", "want": None, "have": "present",
+        "subject": str(staging / ".abc.tar.123-x.partial")}]
+    (staging / ".abc.tar.123-x.partial").unlink()
+    assert compare(want, observe(want, [], {}, [], {"images": {}, "licenses": {}})) == []

@@ -61,6 +61,7 @@ VAR_FILES = [ROLES / "airlift_distribute/defaults/main.yml",
 DEPLOY_TEMPLATES = ROLES / "airlift_deploy/templates"
 FRONTDOOR_TEMPLATES = ROLES / "airlift_frontdoor/templates"
 FRONTDOOR_UNIT = "airlift-frontdoor.service"
+PARTIAL_SUFFIX = ".partial"  # plugins/module_utils/airlift_images.py
 FRONTDOOR_CATALOG = "airlift-frontdoor"
 
 
@@ -157,7 +158,10 @@ class ActionModule(ActionBase):
                  "licenses": {"licenses": {lic["service"]: {"file": lic["file"],
                                                             "sha256": lic["sha256"]}
                                            for lic in licenses}}}
-        return state, {"images": images, "licenses": licenses}
+        # A killed transfer's temporary files: distribute's image task discards them.
+        leftovers = [{"dir": self._var("airlift_distribute_staging_dir"),
+                      "suffix": PARTIAL_SUFFIX, "area": "distribute"}]
+        return state, {"images": images, "licenses": licenses, "leftovers": leftovers}
 
     # What deploy would install -----------------------------------------------------
     def _deploy_want(self, state: dict[str, Any]) -> dict[str, Any]:

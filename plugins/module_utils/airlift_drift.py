@@ -87,7 +87,17 @@ def observe(want: dict[str, Any], engine_ids: Iterable[str], unit_states: dict[s
         "dirs": {item["path"]: dir_state(item["path"]) for item in want.get("dirs", [])},
         "absent": {item["path"]: os.path.lexists(item["path"])
                    for item in want.get("absent", [])},
+        "leftovers": {item["dir"]: leftovers(item["dir"], item["suffix"])
+                      for item in want.get("leftovers", [])},
     }
+
+
+def leftovers(folder: str, suffix: str) -> list[str]:
+    """Names in `folder` ending in `suffix` (a killed transfer's temporary files)."""
+    try:
+        return sorted(name for name in os.listdir(folder) if name.endswith(suffix))
+    except OSError:
+        return []
 
 
 def _diff(area: str, kind: str, subject: str, want: Any = None, have: Any = None
@@ -101,9 +111,10 @@ def compare(want: dict[str, Any], seen: dict[str, Any]) -> list[dict[str, Any]]:
     `want` keys: images [{ref, id}], licenses [{service, file, sha256}], files
     [{path, sha256, mode?, area}], json_files [{path, content, area}], dirs [{path,
     uid?, mode?, area}], units [{name, area}] (active and enabled), absent [{path,
-    area}], plan_errors [{area, subject}] (the controller could not plan: that role's
-    tasks run and say why), keep_units (installed airlift-*.service not in units or
-    keep_units are stale: deploy removes them).
+    area}], leftovers [{dir, suffix, area}] (a killed transfer's files: the role's
+    tasks discard them once stale), plan_errors [{area, subject}] (the controller
+    could not plan: that role's tasks run and say why), keep_units (installed
+    airlift-*.service not in units or keep_units are stale: deploy removes them).
     """
     out: list[dict[str, Any]] = [_diff(item["area"], "plan_error", item["subject"])
                                  for item in want.get("plan_errors", [])]
@@ -165,6 +176,10 @@ def compare(want: dict[str, Any], seen: dict[str, Any]) -> list[dict[str, Any]]:
     for item in want.get("absent", []):
         if seen["absent"].get(item["path"]):
             out.append(_diff(item["area"], "present", item["path"], None, "present"))
+    for item in want.get("leftovers", []):
+        for name in seen["leftovers"].get(item["dir"], []):
+            out.append(_diff(item["area"], "leftover", os.path.join(item["dir"], name), None,
+                             "present"))
     if "keep_units" in want:
         keep = {unit["name"] for unit in want.get("units", [])} | set(want["keep_units"])
         for name in seen["installed_units"]:

@@ -35,14 +35,15 @@ options:
     default: podman
   want:
     description:
-      - What the host should have. Keys (each optional) C(images) [{ref, id}],
-        C(licenses) [{service, file, sha256}], C(files) [{path, sha256, mode, area}],
-        C(json_files) [{path, content, area}], C(dirs) [{path, uid, mode, area}],
-        C(units) [{name, area}] (active and enabled), C(absent) [{path, area}],
+      - "What the host should have. Keys (each optional): C(images) (ref, id),
+        C(licenses) (service, file, sha256), C(files) (path, sha256, mode, area),
+        C(json_files) (path, content, area), C(dirs) (path, uid, mode, area),
+        C(units) (name, area; active and enabled), C(absent) (path, area),
         C(keep_units) (installed C(airlift-*.service) units that are not stale besides
-        C(units)), C(plan_errors) [{area, subject}] (what the controller could not plan:
-        that role's own tasks run and name the fix). C(area) is the role that repairs a difference (distribute, deploy,
-        frontdoor).
+        C(units)), C(leftovers) (dir, suffix, area; files a killed transfer left),
+        C(plan_errors) (area, subject; what the controller could not plan, so that
+        role's own tasks run and name the fix). Each is a list of dicts with those keys."
+      - C(area) is the role that repairs a difference (distribute, deploy, frontdoor).
     type: dict
 author:
   - airlift developers
@@ -79,13 +80,17 @@ differences:
       tasks repair it - distribute, deploy or frontdoor), C(kind) (image_missing,
       image_unrecorded, license_differs, license_unrecorded, file_missing, file_differs,
       mode_differs, record_differs, dir_missing, dir_uid_differs, dir_mode_differs,
-      unit_inactive, unit_disabled, unit_stale, present, plan_error), C(subject) (image reference,
-      path or unit), C(want) and C(have). Empty on a converged host.
+      unit_inactive, unit_disabled, unit_stale, present, leftover, plan_error),
+      C(subject) (image reference, path or unit), C(want) and C(have). Empty on a converged host.
   returned: when want is given
   type: list
   elements: dict
   sample:
-    - {area: deploy, kind: unit_inactive, subject: airlift-read.service, want: active, have: inactive}
+    - area: deploy
+      kind: unit_inactive
+      subject: airlift-read.service
+      want: active
+      have: inactive
 areas:
   description: Per role (distribute, deploy, frontdoor), whether it has work on this host.
   returned: when want is given
