@@ -90,6 +90,7 @@ class ActionModule(ActionBase):
             return self._execute_module("airlift_host_state", module_args=args,
                                         task_vars=task_vars)
         self._vars = self._variables(task_vars)
+        self._plan_errors: list[dict[str, str]] = []
         engine = self._var("airlift_container_engine")
         args.setdefault("state_dir", self._var("airlift_deploy_state_dir"))
         args["engine"] = engine
@@ -99,17 +100,29 @@ class ActionModule(ActionBase):
             if recorded.get("failed"):
                 return recorded
             state = {"images": recorded["images"], "licenses": recorded["licenses"]}
-            want = {}
+            want: dict[str, Any] = {}
         else:
-            state, want = self._from_manifest(manifest)
-        for part in (self._deploy_want(state), self._frontdoor_want(state)):
-            for key, value in part.items():
+            state, want = self._planned("distribute", lambda: self._from_manifest(manifest),
+                                        ({}, {}))
+        for area, plan in (("deploy", self._deploy_want), ("frontdoor", self._frontdoor_want)):
+            for key, value in self._planned(area, lambda plan=plan: plan(state), {}).items():
                 want[key] = want.get(key, []) + value
+        want["plan_errors"] = want.get("plan_errors", []) + self._plan_errors
         result = self._execute_module("airlift_host_state",
                                       module_args={**args, "want": want}, task_vars=task_vars)
         result.pop("images", None)
         result.pop("licenses", None)
         return result
+
+    def _planned(self, area: str, plan: Any, fallback: Any) -> Any:
+        """A part of the wanted state; when the controller cannot work it out (a bad
+        inventory, a bundle that cannot serve the host), the area's own tasks run and
+        refuse with their message: the fast path never skips what it cannot confirm."""
+        try:
+            return plan()
+        except Exception as exc:
+            self._plan_errors.append({"area": area, "subject": str(exc).split("\n")[0]})
+            return fallback
 
     # Variables -------------------------------------------------------------------
     def _variables(self, task_vars: dict[str, Any]) -> dict[str, Any]:
