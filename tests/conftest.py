@@ -13,6 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 sys.path.insert(0, str(ROOT / "lab" / "simulator"))
+# Modules import their support code as Ansible ships it (ansible.module_utils.<name>);
+# register the plain-name imports under that name too, so tests load the same objects.
+for _path in sorted((ROOT / "plugins" / "module_utils").glob("airlift_*.py")):
+    sys.modules.setdefault(f"ansible.module_utils.{_path.stem}", __import__(_path.stem))
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "lab" / "containers.conf"))
 # inventories/example has a vaulted placeholder; its password file is public, example only.
 EXAMPLE_VAULT = ["--vault-password-file", "inventories/example/vault-password.example.txt"]

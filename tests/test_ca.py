@@ -9,6 +9,7 @@ import stat
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from airlift import ca, cli
@@ -48,6 +49,21 @@ def test_init_refuses_half_a_ca(tmp_path):
     (tmp_path / "ca" / "ca.crt").write_text("x")
     with pytest.raises(ca.CAError, match="exists without its pair"):
         ca.init(tmp_path / "ca")
+
+
+def test_an_init_killed_before_the_certificate_is_made_again(ca_dir):
+    """The key is written first: a kill before the certificate leaves the key alone. It
+    never signed anything, so the next init makes a new pair; once the CA has issued a
+    certificate, a lost CA certificate is refused (restore it from the backup)."""
+    (ca_dir / "ca.crt").unlink()
+    old_key = (ca_dir / "ca.key").read_bytes()
+    ca.init(ca_dir)
+    assert (ca_dir / "ca.key").read_bytes() != old_key
+    ca.load_ca(ca_dir)                          # a matching pair
+    ca.issue_server(ca_dir, "host-1")
+    (ca_dir / "ca.crt").unlink()
+    with pytest.raises(ca.CAError, match="exists without its pair"):
+        ca.init(ca_dir)
 
 
 def test_server_certificate_has_names_usage_and_verifies_with_tls(ca_dir):
@@ -165,3 +181,15 @@ def test_cli_prints_paths_never_keys(tmp_path, capsys):
     assert cli.main(["ca", "issue-server", "--dir", directory, "--host", "x",
                      "--name", "not valid"]) == 2
     assert "neither an IP address" in capsys.readouterr().err
+
+
+def test_an_issue_killed_between_key_and_certificate_is_issued_again(ca_dir):
+    """The host's new key is written before its certificate: a kill between them leaves a
+    key that does not match the certificate, which the next run replaces (never serves)."""
+    first = ca.issue_server(ca_dir, "host-1")
+    other = ca.issue_server(ca_dir, "host-2")
+    first.key.write_bytes(other.key.read_bytes())   # the new key landed, its certificate not
+    again = ca.issue_server(ca_dir, "host-1")
+    assert again.issued
+    key = serialization.load_pem_private_key(again.key.read_bytes(), password=None)
+    assert key.public_key().public_numbers() == load(again.cert).public_key().public_numbers()

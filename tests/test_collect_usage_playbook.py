@@ -132,11 +132,22 @@ def test_removed_services_records_are_still_archived(fleet, sent):
 
 
 def test_stopped_service_is_collected_through_a_temporary_instance(fleet, sent):
-    host = fleet[1]
+    """Also what a collection killed partway leaves: its temporary instance (here created,
+    never removed) and unfetched archive copies. The next collection replaces the one and
+    removes the others once old, keeping a copy young enough to be another run's."""
+    host, archives = fleet[1], "/var/lib/airlift/usage-archives"
     expected, _, _ = collect(fleet)
     on(host, "systemctl", "stop", "airlift-read.service")
+    on(host, "podman", "create", "--name", "airlift-usage-read", "--network", "none",
+       "localhost/airlift-sim/read:1.0")
+    leftovers = {f"{'a' * 64}.tar.gz": "-2 days", ".1-2.tar.gz.partial": "-2 days",
+                 f"{'b' * 64}.tar.gz": "-5 minutes"}
+    for name, age in leftovers.items():
+        on(host, "sh", "-c", f"mkdir -p {archives} && echo x > {archives}/{name} && "
+           f"touch -d '{age}' {archives}/{name}")
     try:
         report, _, _ = collect(fleet)
+        assert on(host, "ls", "-A", archives).split() == [f"{'b' * 64}.tar.gz"]
         entry = next(item for item in report["hosts"] if item["host"] == host)
         record = next(item for item in entry["services"] if item["name"] == "read")
         assert record["collected_via"] == "temporary"
@@ -149,6 +160,7 @@ def test_stopped_service_is_collected_through_a_temporary_instance(fleet, sent):
         assert "airlift-usage-read" not in names and "airlift-read" not in names
         assert "airlift-sentiment" in names
     finally:
+        on(host, "rm", "-f", f"{archives}/{'b' * 64}.tar.gz")
         on(host, "systemctl", "start", "airlift-read.service")
     wait_ready(host, 5001)
 

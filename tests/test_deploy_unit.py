@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 
 import jinja2
@@ -115,10 +116,20 @@ def test_stale_units_are_those_not_assigned_any_more():
     assert deploy.stale_units(files, SERVICES) == ["/etc/systemd/system/airlift-old.service"]
 
 
+def deploy_filters() -> dict:
+    """The deploy role's filters, as Ansible loads them for its templates."""
+    spec = importlib.util.spec_from_file_location(
+        "airlift_deploy_filters", ROOT / "plugins/filter/airlift_deploy.py")
+    code = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(code)
+    return code.FilterModule().filters()
+
+
 def render(engine: str, unit: dict, **extra) -> str:
     templates = ROOT / "roles/airlift_deploy/templates"
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates),
                              undefined=jinja2.StrictUndefined, trim_blocks=True)
+    env.filters.update(deploy_filters())
     values = {"ansible_managed": "managed", "airlift_eula": "accept",
               "airlift_deploy_restart_sec": 10, "airlift_deploy_stop_timeout": 30,
               "airlift_deploy_bind_address": "127.0.0.1", "airlift_deploy_run_options": [],

@@ -133,3 +133,22 @@ def test_query_keeps_translator_numeric_billed_unit():
     for log in (result["all_time"], result["months"]["2026-06"]):
         [meter] = log["meters"]
         assert meter["billedUnit"] == 1875000 and meter["quantity"] == 1250000
+
+
+def test_leftover_copies_of_a_killed_collection_are_removed_once_old(tmp_path):
+    """Only this module's own file names, only once old: a running collection's copy
+    waiting to be fetched (younger) and anything else in the folder stay."""
+    now = 1_000_000.0
+    old, young = now - au.LEFTOVER_AFTER_SECONDS - 1, now - 60
+    files = {"a" * 64 + ".tar.gz": old, ".12-34.tar.gz.partial": old,
+             "b" * 64 + ".tar.gz": young, ".56-78.tar.gz.partial": young,
+             "notes.txt": old}
+    for name, mtime in files.items():
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, (mtime, mtime))
+    removed = au.remove_leftovers(str(tmp_path), now=now)
+    assert sorted(os.path.basename(path) for path in removed) == [
+        ".12-34.tar.gz.partial", "a" * 64 + ".tar.gz"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        ".56-78.tar.gz.partial", "b" * 64 + ".tar.gz", "notes.txt"]
+    assert au.remove_leftovers(str(tmp_path / "absent"), now=now) == []

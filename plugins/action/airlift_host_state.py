@@ -51,6 +51,7 @@ from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
 
 from airlift import deploy, distribute, frontdoor
+from airlift.layout import host as layout
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
 # Role files whose variables the wanted state needs when the play lacks the role.
@@ -60,7 +61,7 @@ VAR_FILES = [ROLES / "airlift_distribute/defaults/main.yml",
              ROLES / "airlift_frontdoor/vars/main.yml"]
 DEPLOY_TEMPLATES = ROLES / "airlift_deploy/templates"
 FRONTDOOR_TEMPLATES = ROLES / "airlift_frontdoor/templates"
-FRONTDOOR_UNIT = "airlift-frontdoor.service"
+FRONTDOOR_UNIT = layout.unit_name(frontdoor.RESERVED_NAME)
 PARTIAL_SUFFIX = ".partial"  # plugins/module_utils/airlift_images.py
 FRONTDOOR_CATALOG = "airlift-frontdoor"
 
@@ -192,7 +193,8 @@ class ActionModule(ActionBase):
             # Nothing to compare units with: deploy's own tasks say what to run first.
             return {"plan_errors": [{"area": "deploy", "subject": str(exc)}]}
         template = DEPLOY_TEMPLATES / f"{self._var('airlift_container_engine')}.service.j2"
-        files = [{"path": f"/etc/systemd/system/airlift-{unit['name']}.service",
+        unit_dir = layout.UNIT_DIR
+        files = [{"path": f"{unit_dir}/{layout.unit_name(unit['name'])}",
                   "sha256": sha256_text(self._render(template, __airlift_deploy_unit=unit)),
                   "mode": "0644", "area": "deploy"} for unit in units]
         dirs = [{"path": unit["output_dir"], "uid": unit["owner"], "mode": "0750",
@@ -206,13 +208,13 @@ class ActionModule(ActionBase):
         return {"files": files, "dirs": dirs,
                 "json_files": [{"path": f"{self._var('airlift_deploy_state_dir')}/services.json",
                                 "content": record, "area": "deploy"}],
-                "units": [{"name": f"airlift-{unit['name']}.service", "area": "deploy"}
+                "units": [{"name": layout.unit_name(unit["name"]), "area": "deploy"}
                           for unit in units],
                 "keep_units": [FRONTDOOR_UNIT]}
 
     # What the front door would install ---------------------------------------------
     def _frontdoor_want(self, state: dict[str, Any]) -> dict[str, Any]:
-        unit_path = f"/etc/systemd/system/{FRONTDOOR_UNIT}"
+        unit_path = f"{layout.UNIT_DIR}/{FRONTDOOR_UNIT}"
         if not self._var("airlift_frontdoor_enabled"):
             return {"absent": [{"path": unit_path, "area": "frontdoor"}]}
         catalog = self._var("airlift_catalog")

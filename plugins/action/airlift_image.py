@@ -25,6 +25,7 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from airlift import layout
 from airlift.checks import transfer_refusal
 
 MODULE = "airlift_image"
@@ -68,7 +69,7 @@ class ActionModule(ActionBase):
             "images": [{"id": image["id"], "ref": image["ref"]} for image in images]})
         if probe.get("failed"):
             return {**result, **probe, "msg": failure_text(probe)}
-        staging = args.get("staging_dir", "/var/lib/airlift/staging")
+        staging = args.get("staging_dir", layout.host.STAGING_DIR)
         by_id = {image["id"]: image for image in images}
         missing = [by_id[item["id"]] for item in probe["missing"]]
         # Refuse before moving a byte what preflight's host.disk check would flag.

@@ -8,7 +8,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-from airlift import deploy
+from airlift import deploy, layout
 
 
 def deploy_units(services: list[dict[str, Any]], catalog: dict[str, Any],
@@ -38,6 +38,11 @@ def k8s_env_name(setting: str) -> str:
     return setting.replace(":", "__")
 
 
+def unit_path(service: str) -> str:
+    """Where the service's unit file lives on the host (the layout's unit folder)."""
+    return f"{layout.host.UNIT_DIR}/{layout.host.unit_name(service)}"
+
+
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
@@ -46,4 +51,8 @@ class FilterModule:
             "airlift_k8s_env_name": k8s_env_name,
             "airlift_describe_services": describe_services,
             "airlift_mount_dirs": deploy.mount_dirs,
+            # The host layout's names (plugins/module_utils/airlift_layout.py).
+            "airlift_unit_name": layout.host.unit_name,
+            "airlift_unit_path": unit_path,
+            "airlift_container_name": layout.host.container_name,
         }

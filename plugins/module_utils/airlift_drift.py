@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 AREAS = ("distribute", "deploy", "frontdoor")
-UNIT_PATTERN = "airlift-{}.service"
 
 
 def bare_id(image_id: str | None) -> str:

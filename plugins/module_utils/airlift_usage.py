@@ -9,6 +9,7 @@ timestamp), so collecting an unchanged directory twice gives the same sha256.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import hashlib
@@ -21,6 +22,10 @@ import urllib.error
 import urllib.request
 
 PARTIAL_SUFFIX = ".partial"
+# A copy left in the archive folder by a collection killed before it fetched (or a
+# half-written one) is removed by the next collection once it is this old: no running
+# collection keeps a copy waiting that long, and the Output directory it came from stays.
+LEFTOVER_AFTER_SECONDS = 6 * 3600
 REMOVED = "removed"  # collected_via of an Output directory no current service writes to
 
 
@@ -101,6 +106,31 @@ def archive_dir(source: str, dest_dir: str) -> dict:
     final = os.path.join(dest_dir, f"{sha256}.tar.gz")
     os.replace(partial, final)
     return {"path": final, "sha256": sha256, "size": os.path.getsize(final)}
+
+
+def remove_leftovers(dest_dir: str, older_than: float = LEFTOVER_AFTER_SECONDS,
+                     now: float | None = None) -> list[str]:
+    """Remove archive copies (whole or partial) that a killed collection left unfetched.
+
+    Only files this module names (`<sha256>.tar.gz`, `.<pid>-<ns>.tar.gz.partial`) and only
+    once older than `older_than` seconds, so another collection's copy waiting to be
+    fetched is never taken. Returns the paths removed.
+    """
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        names = os.listdir(dest_dir)
+    except FileNotFoundError:
+        return removed
+    for name in sorted(names):
+        if not (name.endswith(".tar.gz") or name.endswith(".tar.gz" + PARTIAL_SUFFIX)):
+            continue
+        path = os.path.join(dest_dir, name)
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.isfile(path) and now - os.lstat(path).st_mtime > older_than:
+                os.unlink(path)
+                removed.append(path)
+    return removed
 
 
 def archived(source: str, dest_dir: str) -> dict:

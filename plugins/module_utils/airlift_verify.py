@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ansible.module_utils import airlift_layout as layout
+
 
 def service_problems(unit: dict[str, Any], seen: dict[str, Any]) -> list[str]:
     """Each way `seen` (one service on the host) differs from what deploy recorded in
     `unit`, as a sentence that names the fix."""
-    name = f"airlift-{unit['name']}"
+    name = layout.container_name(unit['name'])
     problems = []
     if seen.get("active") != "active":
         problems.append(f"{name}.service is {seen.get('active') or 'unknown'}, not active "

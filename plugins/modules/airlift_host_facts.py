@@ -83,6 +83,7 @@ ansible_facts:
         active_units: [airlift-sentiment.service]
 """
 
+from ansible.module_utils import airlift_layout as layout
 from ansible.module_utils.airlift_hostinfo import gather
 from ansible.module_utils.basic import AnsibleModule
 
@@ -90,7 +91,7 @@ from ansible.module_utils.basic import AnsibleModule
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "paths": {"type": "list", "elements": "path", "default": ["/var/lib/containers"]},
+            "paths": {"type": "list", "elements": "path", "default": [layout.CONTAINERS_DIR]},
             "engine": {"type": "str", "choices": ["podman", "docker"], "default": "podman"},
             "units": {"type": "list", "elements": "str", "default": []},
         },

@@ -110,6 +110,7 @@ summary:
 import fnmatch
 import os
 
+from ansible.module_utils import airlift_layout as layout
 from ansible.module_utils.airlift_drift import areas, compare, observe, summary
 from ansible.module_utils.airlift_images import read_state
 from ansible.module_utils.basic import AnsibleModule
@@ -141,8 +142,8 @@ def engine_ids(module: AnsibleModule, engine: str) -> list[str]:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "state_dir": {"type": "path", "default": "/var/lib/airlift/state"},
-            "unit_dir": {"type": "path", "default": "/etc/systemd/system"},
+            "state_dir": {"type": "path", "default": layout.STATE_DIR},
+            "unit_dir": {"type": "path", "default": layout.UNIT_DIR},
             "engine": {"type": "str", "choices": ["podman", "docker"], "default": "podman"},
             "want": {"type": "dict"},
         },
@@ -151,7 +152,7 @@ def main() -> None:
     state_dir, unit_dir = module.params["state_dir"], module.params["unit_dir"]
     try:
         names = sorted(name for name in os.listdir(unit_dir)
-                       if fnmatch.fnmatch(name, "airlift-*.service"))
+                       if fnmatch.fnmatch(name, layout.UNIT_GLOB))
     except FileNotFoundError:
         names = []
     state = {"images": read_state(os.path.join(state_dir, "images.json")),

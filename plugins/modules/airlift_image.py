@@ -172,6 +172,7 @@ import os
 import shutil
 import time
 
+from ansible.module_utils import airlift_layout as layout
 from ansible.module_utils.airlift_hostinfo import disk_free_mb
 from ansible.module_utils.airlift_images import (
     LOAD,
@@ -396,14 +397,14 @@ def main() -> None:
             "images": {"type": "list", "elements": "dict", "default": []},
             "image": {"type": "dict"},
             "src": {"type": "path"},
-            "staging_dir": {"type": "path", "default": "/var/lib/airlift/staging"},
+            "staging_dir": {"type": "path", "default": layout.STAGING_DIR},
             "run_id": {"type": "str"},
             "lock_timeout": {"type": "int", "default": LOCK_TIMEOUT},
             "stale_after": {"type": "int", "default": STALE_AFTER},
             "disk_paths": {"type": "list", "elements": "path", "default": []},
             "keep_archive": {"type": "bool", "default": False},
             "take_over": {"type": "bool", "default": False},
-            "state_file": {"type": "path", "default": "/var/lib/airlift/state/images.json"},
+            "state_file": {"type": "path", "default": layout.IMAGES_STATE},
         },
         required_if=[("state", "loaded", ("image",))],
         supports_check_mode=True,

@@ -78,6 +78,7 @@ import hashlib
 import os
 import time
 
+from ansible.module_utils import airlift_layout as layout
 from ansible.module_utils.airlift_images import read_state, write_state
 from ansible.module_utils.basic import AnsibleModule
 
@@ -111,7 +112,7 @@ def ensure_dir(module: AnsibleModule, path: str, mode: int, owner: int) -> bool:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "dir": {"type": "path", "default": "/var/lib/airlift/licenses"},
+            "dir": {"type": "path", "default": layout.LICENSE_DIR},
             "licenses": {"type": "list", "elements": "dict", "required": True, "options": {
                 "service": {"type": "str", "required": True},
                 "name": {"type": "str", "required": True},
@@ -120,7 +121,7 @@ def main() -> None:
                 "sha256": {"type": "str", "required": True},
                 "owner": {"type": "int"},
             }},
-            "state_file": {"type": "path", "default": "/var/lib/airlift/state/licenses.json"},
+            "state_file": {"type": "path", "default": layout.LICENSES_STATE},
         },
         supports_check_mode=True,
     )

@@ -85,6 +85,7 @@ retagged:
 
 import os
 
+from ansible.module_utils import airlift_layout as layout
 from ansible.module_utils.airlift_images import present_ids, read_state, ref_points_to, tag
 from ansible.module_utils.airlift_snapshot import (
     differing,
@@ -137,10 +138,10 @@ def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "state": {"type": "str", "choices": ["saved", "restored"], "default": "saved"},
-            "dir": {"type": "path", "default": "/var/lib/airlift/rollback"},
-            "units_dir": {"type": "path", "default": "/etc/systemd/system"},
-            "license_dir": {"type": "path", "default": "/var/lib/airlift/licenses"},
-            "state_dir": {"type": "path", "default": "/var/lib/airlift/state"},
+            "dir": {"type": "path", "default": layout.ROLLBACK_DIR},
+            "units_dir": {"type": "path", "default": layout.UNIT_DIR},
+            "license_dir": {"type": "path", "default": layout.LICENSE_DIR},
+            "state_dir": {"type": "path", "default": layout.STATE_DIR},
             "engine": {"type": "str", "choices": ["podman", "docker"], "default": "podman"},
         },
         supports_check_mode=True,

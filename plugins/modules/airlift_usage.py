@@ -13,6 +13,8 @@ description:
   - A service that is not running is still collected - a temporary instance of its
     image is started on the same license and Output mounts on a free loopback port,
     queried and removed; the result says C(collected_via=temporary).
+  - A killed collection's leftovers never break the next one - its temporary instance
+    is replaced, and its unfetched archive copies are removed once 6 hours old.
   - Archives each service's Output directory as it is (read-only, never modified or
     deleted) into C(archive_dir)/<sha256>.tar.gz; the archive is deterministic, so an
     unchanged directory gives the same name.
@@ -85,7 +87,7 @@ author:
 EXAMPLES = r"""
 - name: Collect usage of this host's services
   airlift_usage:
-    services: "{{ __airlift_deploy_units }}"
+    services: "{{ airlift_deploy_units }}"
     eula: accept
     month_count: 3
   register: usage
@@ -100,12 +102,20 @@ collected:
     directory.
   returned: always
   type: dict
+leftovers_removed:
+  description: Archive copies (whole or partial) in C(archive_dir) that a killed
+    collection left unfetched, removed once older than 6 hours (never a running
+    collection's); their Output directories are untouched. Empty in check mode.
+  returned: always
+  type: list
+  elements: str
 """
 
 import datetime as dt
 import os
 import subprocess
 
+from ansible.module_utils import airlift_layout as layout
 from ansible.module_utils.airlift_usage import (
     archive_dir,
     archived,
@@ -114,13 +124,14 @@ from ansible.module_utils.airlift_usage import (
     is_ready,
     month_window,
     query,
+    remove_leftovers,
     wait_ready,
 )
 from ansible.module_utils.basic import AnsibleModule
 
 
 def unit_active(name: str) -> bool:
-    proc = subprocess.run(["systemctl", "is-active", f"airlift-{name}.service"],
+    proc = subprocess.run(["systemctl", "is-active", layout.unit_name(name)],
                           capture_output=True, text=True, check=False)
     return proc.stdout.strip() == "active"
 
@@ -151,6 +162,8 @@ def temporary_run(module: AnsibleModule, service: dict, port: int) -> list[str]:
 def collect_temporarily(module: AnsibleModule, service: dict, months: list[str]) -> dict:
     """Start the service's image on its mounts, query it, remove it."""
     engine, name = module.params["engine"], f"airlift-usage-{service['name']}"
+    # A collection killed while its instance ran leaves it behind (detached): replace it.
+    subprocess.run([engine, "rm", "--force", name], capture_output=True, check=False)
     port = free_loopback_port()
     started = subprocess.run(temporary_run(module, service, port), capture_output=True,
                              text=True, check=False)
@@ -214,8 +227,8 @@ def main() -> None:
             "engine": {"type": "str", "choices": ["podman", "docker"], "default": "podman"},
             "run_options": {"type": "list", "elements": "str", "default": []},
             "eula": {"type": "str", "required": True},
-            "archive_dir": {"type": "path", "default": "/var/lib/airlift/usage-archives"},
-            "output_root": {"type": "path", "default": "/var/lib/airlift/output"},
+            "archive_dir": {"type": "path", "default": layout.ARCHIVE_DIR},
+            "output_root": {"type": "path", "default": layout.OUTPUT_DIR},
             "log_dirs": {"type": "list", "elements": "dict", "default": [],
                          "options": {"name": {"type": "str", "required": True},
                                      "path": {"type": "path", "required": True}}},
@@ -228,6 +241,8 @@ def main() -> None:
            or not (month[:4] + month[5:]).isdigit() or not 1 <= int(month[5:]) <= 12]
     if bad:
         module.fail_json(msg=f"months must be YYYY-MM, not {', '.join(bad)}")
+    # Copies a killed collection left unfetched: the Output directories they came from stay.
+    leftovers = [] if module.check_mode else remove_leftovers(params["archive_dir"])
     collected = {
         "schema": 1,
         "collected_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -239,7 +254,7 @@ def main() -> None:
         "logs": archive_logs(module),
     }
     # Reading usage changes nothing a re-run could converge; the archives are copies.
-    module.exit_json(changed=False, collected=collected)
+    module.exit_json(changed=False, collected=collected, leftovers_removed=leftovers)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,7 @@ import os
 import urllib.error
 import urllib.request
 
+from ansible.module_utils import airlift_layout as layout
 from ansible.module_utils.airlift_verify import service_problems
 from ansible.module_utils.basic import AnsibleModule
 
@@ -94,7 +95,7 @@ def ready_status(url: str, timeout: int) -> tuple[int | None, str]:
 
 def observe(module: AnsibleModule, unit: dict, licenses: dict) -> dict:
     """What the host shows for one service: systemd, the engine, the license, /ready."""
-    name = f"airlift-{unit['name']}"
+    name = layout.container_name(unit['name'])
     seen: dict = {}
     for key in ("active", "enabled"):
         _, out, _ = module.run_command(["systemctl", f"is-{key}", f"{name}.service"])
@@ -115,7 +116,7 @@ def observe(module: AnsibleModule, unit: dict, licenses: dict) -> dict:
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
-            "state_dir": {"type": "path", "default": "/var/lib/airlift/state"},
+            "state_dir": {"type": "path", "default": layout.STATE_DIR},
             "engine": {"type": "str", "choices": ["podman", "docker"], "default": "podman"},
             "probe_address": {"type": "str", "default": "127.0.0.1"},
             "timeout": {"type": "int", "default": 5},

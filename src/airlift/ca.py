@@ -119,6 +119,10 @@ def init(ca_dir: Path, common_name: str = "airlift offline CA",
     if key_path.exists() and cert_path.exists():
         load_ca(ca_dir)   # fails clearly if the pair is broken
         return key_path, cert_path
+    if key_path.exists() and not _issued_any(ca_dir):
+        # An init killed between writing the key and its certificate: the key never
+        # signed anything (issuing needs the certificate), so making the pair anew is safe.
+        key_path.unlink()
     if key_path.exists() or cert_path.exists():
         present = key_path if key_path.exists() else cert_path
         raise CAError(f"{present} exists without its pair: restore the missing file from your "
@@ -148,6 +152,11 @@ def init(ca_dir: Path, common_name: str = "airlift offline CA",
     _write_private(key_path, _key_pem(key))
     _write_public(cert_path, _cert_pem(cert))
     return key_path, cert_path
+
+
+def _issued_any(ca_dir: Path) -> bool:
+    """Whether any host or client certificate was issued from the CA in ca_dir."""
+    return any(any((Path(ca_dir) / kind).glob("*/*.crt")) for kind in ("hosts", "clients"))
 
 
 def load_ca(ca_dir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:

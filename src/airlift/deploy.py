@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from airlift import frontdoor, gpu
+from airlift import frontdoor, gpu, layout
 from airlift.units import to_mb
 
 ANY_ADDRESS = ("0.0.0.0", "::", "")
-SHARED_DIR = "/var/lib/airlift/mounts"
+SHARED_DIR = layout.host.MOUNTS_DIR
 
 
 class DeployError(ValueError):
@@ -173,7 +173,7 @@ def stale_units(unit_files: Iterable[str], services: Iterable[Mapping[str, Any]]
 
     The front door's unit is its own role's to keep or remove.
     """
-    wanted = {f"airlift-{service['name']}.service" for service in services}
+    wanted = {layout.host.unit_name(service['name']) for service in services}
     wanted.add(frontdoor.unit_name(frontdoor.RESERVED_NAME))
     return sorted(path for path in unit_files if path.rsplit("/", 1)[-1] not in wanted)
 

@@ -33,6 +33,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from airlift import layout
+
 DEPENDENCY_HOST = "10.88.0.1"  # podman's default bridge gateway
 RESERVED_NAME = "frontdoor"    # the proxy's unit is airlift-frontdoor.service
 # Paths inside the proxy container (lab/proxy; the role mounts the host's files there).
@@ -51,7 +53,7 @@ class FrontdoorError(ValueError):
 
 
 def unit_name(service_name: str) -> str:
-    return f"airlift-{service_name}.service"
+    return layout.host.unit_name(service_name)
 
 
 def _fail(problems: list[str], host: str) -> None:
@@ -232,8 +234,8 @@ def _port(value: Any) -> int | None:
 def routes(services: Iterable[Mapping[str, Any]], allowed_networks: Iterable[str] = (),
            client_certs: bool = False, port_offset: int = DEFAULT_PORT_OFFSET,
            listen_address: str = "", upstream_address: str = "127.0.0.1",
-           host_log_dir: str = "/var/lib/airlift/output/frontdoor",
-           output_dir: str = "/var/lib/airlift/output",
+           host_log_dir: str = layout.host.OUTPUT_DIR + "/frontdoor",
+           output_dir: str = layout.host.OUTPUT_DIR,
            client_max_body_size: str = "100m", proxy_timeout: int = 300,
            host: str = "") -> dict[str, Any]:
     """What nginx.conf.j2 renders: one HTTPS server per exposed service, and the paths.
