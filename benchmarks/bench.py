@@ -2,9 +2,10 @@
 
     python benchmarks/bench.py [converged|first-delivery|fleet-scaling|callback|preflight ...]
     (or `make bench`, which runs them all)
-    python benchmarks/bench.py fleet-controller --hosts 50 100 300 [--failing]
+    python benchmarks/bench.py fleet-controller --hosts 50 100 300 [--failing] [--before DIR]
     (airlift's own controller cost: preflight against benchmarks/naive/preflight.yml on N
-    inventory hosts with the local connection; no lab needed)
+    inventory hosts with the local connection; no lab needed; with --before, another
+    checkout's preflight too, e.g. `git archive main | tar -x -C DIR`)
 
 Each benchmark runs both approaches on the same lab hosts, images and machine, one after
 the other, and records wall time, bytes moved, disk bytes read and written machine-wide
@@ -548,7 +549,7 @@ def tree_rss_bytes(root: int) -> int:
     return total
 
 
-def controller_run(args: list[str], cfg: Path) -> dict[str, Any]:
+def controller_run(args: list[str], cfg: Path, cwd: Path = ROOT) -> dict[str, Any]:
     """One ansible-playbook: wall time, CPU of it and its forks, peak RSS of the whole tree.
 
     The process tree's resident memory is sampled every 0.2 s (forks come and go, so the
@@ -558,7 +559,7 @@ def controller_run(args: list[str], cfg: Path) -> dict[str, Any]:
            "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"}
     cpu0, start = cpu_seconds(), time.monotonic()
     with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(["ansible-playbook", *args], cwd=ROOT, env=env, stdout=out,
+        proc = subprocess.Popen(["ansible-playbook", *args], cwd=cwd, env=env, stdout=out,
                                 stderr=subprocess.PIPE, text=True)
         peak = 0
         while proc.poll() is None:
@@ -608,24 +609,54 @@ def local_fleet(folder: Path, hosts: int, failing: bool = False) -> Path:
 
 
 def fleet_controller(args: argparse.Namespace) -> dict[str, Any]:
-    """airlift's own controller cost: preflight against the naive play on N local hosts."""
+    """airlift's own controller cost: preflight against the naive play on N local hosts.
+
+    With --before DIR (another checkout of airlift, e.g. `git archive main`), its
+    preflight runs too, right before this one: before and after, side by side, each
+    divided by the naive run made right after them (same load).
+    """
     out: dict[str, Any] = {"forks": 20, "failing": args.failing}
+    if args.before:
+        out["before_commit"] = commit_of(args.before)
     for hosts in args.fleet_hosts:
         with tempfile.TemporaryDirectory() as tmp:
             inventory = local_fleet(Path(tmp), hosts, args.failing)
             common = ["-i", str(inventory), "--forks", "20"]
-            ours = controller_run([*common, "playbooks/preflight.yml"], ROOT / "ansible.cfg")
-            theirs = controller_run([*common, str(NAIVE / "preflight.yml")],
-                                    NAIVE / "ansible.cfg")
-        for side in (ours, theirs):
+            sides: dict[str, dict[str, Any]] = {}
+            if args.before:
+                sides["before"] = controller_run(
+                    [*common, "playbooks/preflight.yml", "-e",
+                     f"airlift_report_dir={Path(tmp) / 'reports-before'}"],
+                    args.before / "ansible.cfg", cwd=args.before)
+            sides["airlift"] = controller_run(
+                [*common, "playbooks/preflight.yml", "-e",
+                 f"airlift_report_dir={Path(tmp) / 'reports'}"], ROOT / "ansible.cfg")
+            sides["naive"] = controller_run([*common, str(NAIVE / "preflight.yml")],
+                                            NAIVE / "ansible.cfg")
+        for side in sides.values():
             side["seconds_per_host"] = round(side["seconds"] / hosts, 3)
             side["task_results_per_host"] = round(side["task_results"] / hosts, 2)
-        out[str(hosts)] = {"airlift": ours, "naive": theirs, "ratio": {
-            key: round(ours[key] / theirs[key], 3) if theirs[key] else None
-            for key in ("seconds", "cpu_seconds", "peak_tree_rss_mib")}}
-        print(f"[bench] fleet-controller {hosts} hosts: {json.dumps(out[str(hosts)])}",
-              flush=True)
+        entry: dict[str, Any] = {**sides, "ratio": side_ratio(sides["airlift"], sides["naive"])}
+        if "before" in sides:
+            entry["ratio_before"] = side_ratio(sides["before"], sides["naive"])
+        out[str(hosts)] = entry
+        print(f"[bench] fleet-controller {hosts} hosts: {json.dumps(entry)}", flush=True)
     return out
+
+
+def side_ratio(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float | None]:
+    return {key: round(ours[key] / theirs[key], 3) if theirs[key] else None
+            for key in ("seconds", "cpu_seconds", "peak_tree_rss_mib")}
+
+
+def commit_of(folder: Path) -> str:
+    """The commit a checkout is at (a `git archive` export: the one recorded in it, or '-')."""
+    proc = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode == 0 and Path(folder, ".git").exists():
+        return proc.stdout.strip()
+    marker = Path(folder, "COMMIT")
+    return marker.read_text().strip() if marker.exists() else "-"
 
 
 BENCHES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
@@ -797,8 +828,10 @@ def fleet_controller_md(data: dict[str, Any]) -> list[str]:
                          num(ratio["peak_tree_rss_mib"], 2) if ratio else "-"])
     state = ("every airlift host failing host.init" if data.get("failing", True)
              else "every host passing")
+    before = (f" \"airlift before\" is commit {data['before_commit']}, run right before "
+              "this one." if data.get("before_commit") else "")
     return [f"Local connection, {data.get('forks', 20)} forks, {state}; peak RSS of the whole "
-            "ansible-playbook process tree (sampled every 0.2 s).", "",
+            f"ansible-playbook process tree (sampled every 0.2 s).{before}", "",
             *table(["hosts", "run", "wall, s", "s / host", "controller CPU, s",
                     "peak RSS, MiB", "task results", "wall / naive", "CPU / naive",
                     "RSS / naive"], rows)]
@@ -852,6 +885,9 @@ def main() -> None:
                         help="fleet-scaling without the naive converged run beside airlift's")
     parser.add_argument("--failing", action="store_true",
                         help="fleet-controller: every host fails host.init (not waived)")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="fleet-controller: also measure the preflight of this other "
+                        "airlift checkout (e.g. `git archive main | tar -x -C DIR`)")
     parser.add_argument("--label", help="write results/<date>-LABEL.{json,md} instead of "
                         "results/<date>.{json,md} (a measurement beside the full run)")
     parser.add_argument("--repeat", type=int, default=3,

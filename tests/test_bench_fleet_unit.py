@@ -44,3 +44,23 @@ def test_local_fleet_runs_the_lab_services_and_waives_init_unless_failing(tmp_pa
         waived = [waiver["check"] for waiver in settings["airlift_waivers"]]
         assert "host.cpu_clock" in waived
         assert ("host.init" in waived) is not failing
+
+
+def test_before_and_after_are_each_divided_by_the_naive_run(tmp_path: Path):
+    """--before DIR: both airlift runs in the table, each with its own ratio to naive."""
+    def side(seconds: float) -> dict:
+        return {"seconds": seconds, "seconds_per_host": seconds / 10, "cpu_seconds": seconds,
+                "peak_tree_rss_mib": 100.0, "task_results": 10}
+
+    naive, before, after = side(10.0), side(12.0), side(8.0)
+    entry = {"naive": naive, "before": before, "airlift": after,
+             "ratio": bench.side_ratio(after, naive),
+             "ratio_before": bench.side_ratio(before, naive)}
+    assert entry["ratio"]["seconds"] == 0.8
+    assert entry["ratio_before"]["seconds"] == 1.2
+    lines = bench.fleet_controller_md({"forks": 20, "failing": False, "10": entry})
+    rows = [line for line in lines if line.startswith("| 10 |")]
+    assert [row.split(" | ")[1] for row in rows] == ["naive", "airlift before", "airlift"]
+    assert rows[1].split(" | ")[7] == "1.20" and rows[2].split(" | ")[7] == "0.80"
+    (tmp_path / "COMMIT").write_text("abc1234\n")
+    assert bench.commit_of(tmp_path) == "abc1234"

@@ -137,6 +137,11 @@ def test_exit_codes_tell_bad_input_failed_unreachable_and_ok_apart():
     spec = progress_after(event("runner_on_failed", "h1", res={"msg": "must be one of"},
                                 task_action="ansible.builtin.validate_argument_spec"))
     assert runner.exit_code(spec, 2) == runner.EXIT_BAD_INPUT
+    # The same validation for every host at once (the shared role's spec, folder refusals).
+    for action in ("airlift_fleet_arguments", "airlift_fleet_checks"):
+        fleet = progress_after(event("runner_on_failed", "h1", res={"msg": "set x"},
+                                     task_action=action))
+        assert runner.exit_code(fleet, 2) == runner.EXIT_BAD_INPUT
     assert runner.exit_code(progress_after(), 4) == runner.EXIT_BAD_INPUT   # parser error
     ignored = progress_after(event("runner_on_failed", "h1", res={}, ignore_errors=True))
     assert runner.exit_code(ignored, 0) == runner.EXIT_OK

@@ -8,9 +8,11 @@ DOCUMENTATION = r"""
 module: airlift_compliance_report
 short_description: Write every expected host's preflight results as JSON, JUnit, Markdown, HTML
 description:
-  - Runs on the controller only (an action plugin with no module part). Reads the
-    results variable of each expected host from hostvars; a host without results
-    (unreachable, or failed before its checks) is reported as UNREPORTED, never dropped.
+  - Runs on the controller only (an action plugin with no module part). Takes each
+    expected host's results from I(results) (keyed by host, as preflight evaluates them
+    once for the run) or from the I(results_var) variable in hostvars; a host without
+    results (unreachable, or failed before its checks) is reported as UNREPORTED, never
+    dropped.
   - C(compliance.html) is the page for a person, with the fleet summary, failures grouped
     by check with the hosts and the fix, waivers with days to expiry, then the full matrix
     filterable by status. It needs no network and names the run and the inventory.
@@ -22,10 +24,15 @@ options:
     type: list
     elements: str
     required: true
+  results:
+    description:
+      - Every host's list of check results, keyed by host (as preflight evaluates them,
+        once for the run); a host missing or C(null) did not report.
+      - One of I(results) and I(results_var) is required.
+    type: dict
   results_var:
     description: Name of the host variable holding that host's list of check results.
     type: str
-    required: true
   dest:
     description: Directory the four files are written to.
     type: path
@@ -43,7 +50,7 @@ EXAMPLES = r"""
 - name: Write the compliance report
   airlift_compliance_report:
     expected_hosts: "{{ airlift_preflight_expected_hosts }}"
-    results_var: __airlift_preflight_results
+    results: "{{ __airlift_preflight_checked.results }}"
     dest: "{{ airlift_run.dir }}/preflight"
 """
 
@@ -65,21 +72,28 @@ failures:
 from pathlib import Path
 from typing import Any, ClassVar
 
-from airlift.compliance import from_hostvars, write_reports
+from airlift.compliance import from_hostvars, from_results, write_reports
 from airlift.controller_action import ControllerAction
 
 
 class ActionModule(ControllerAction):
     ARGUMENT_SPEC: ClassVar[dict[str, dict[str, Any]]] = {
         "expected_hosts": {"type": "list", "elements": "str", "required": True},
-        "results_var": {"type": "str", "required": True},
+        "results": {"type": "dict"},
+        "results_var": {"type": "str"},
         "dest": {"type": "path", "required": True},
         "images": {"type": "list", "elements": "dict", "default": []},
     }
 
     def act(self, args: dict[str, Any], task_vars: dict[str, Any]) -> dict[str, Any]:
         dest = Path(args["dest"])
-        rows = from_hostvars(args["expected_hosts"], task_vars["hostvars"], args["results_var"])
+        if (args["results"] is None) == (args["results_var"] is None):
+            return {"failed": True, "msg": "set one of results and results_var"}
+        if args["results"] is not None:
+            rows = from_results(args["expected_hosts"], args["results"])
+        else:
+            rows = from_hostvars(args["expected_hosts"], task_vars["hostvars"],
+                                 args["results_var"])
         inventory = task_vars.get("ansible_inventory_sources") or []
         written = write_reports(dest, dest.parent.name, rows,
                                 inventory=[inventory] if isinstance(inventory, str)

@@ -161,6 +161,19 @@ def _write_suite(out: TextIO, host: str, results: list[dict[str, Any]] | None) -
     out.write("  </testsuite>\n")
 
 
+def from_results(expected: Iterable[str], results: Mapping[str, Any],
+                 ) -> Callable[[], Iterator[HostResults]]:
+    """Rows from results evaluated once for the run, keyed by host (None: did not report)."""
+    hosts = list(expected)
+
+    def rows() -> Iterator[HostResults]:
+        for host in hosts:
+            found = results.get(host)
+            yield host, (list(found) if found is not None else None)
+
+    return rows
+
+
 def from_hostvars(expected: Iterable[str], hostvars: Mapping[str, Any],
                   results_var: str) -> Callable[[], Iterator[HostResults]]:
     """Adapter over Ansible's hostvars: the one place that reaches into them."""

@@ -34,6 +34,9 @@ EXIT_UNREACHABLE_HOSTS = 4
 # Task files whose failure means the inventory or the arguments are wrong, not a host
 # (as does a failed role argument_specs validation).
 BAD_INPUT_TASK_FILES = ("validate_inventory.yml", "plan.yml")
+# Actions that validate settings (Ansible's per host, or airlift's for every host at once).
+BAD_INPUT_ACTIONS = ("validate_argument_spec", "airlift_fleet_arguments",
+                     "airlift_fleet_checks")
 KEEP_ARTIFACTS = 10
 # Extra variables whose names look like these hold secrets: their values are redacted from
 # the printed command line and from the runner's `command` artifact.
@@ -241,7 +244,7 @@ class Progress:
         elif kind == "runner_on_failed":
             state.failed = 1
             state.reason = state.reason or one_line(result.get("msg") or "failed")
-            if data.get("task_action", "").endswith("validate_argument_spec") or any(
+            if data.get("task_action", "").endswith(BAD_INPUT_ACTIONS) or any(
                     data.get("task_path", "").split(":")[0].endswith(name)
                     for name in BAD_INPUT_TASK_FILES):
                 self.bad_input = state.reason
