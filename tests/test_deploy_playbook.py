@@ -170,6 +170,50 @@ def test_verify_passes_on_a_deployed_host_and_names_each_drift(fleet):
     assert run("playbooks/verify.yml", "--limit", host).returncode == 0
 
 
+def drift_found(result: dict) -> dict[str, set[tuple[str, str, str]]]:
+    """Per host, the (area, kind, subject) differences the fast path's one call found."""
+    return {host: {(item["area"], item["kind"], item["subject"])
+                   for item in host_result.get("differences") or []}
+            for play in result["plays"] for task in play["tasks"]
+            if task["task"]["name"].startswith("Compare each host with what the bundle")
+            for host, host_result in task["hosts"].items()}
+
+
+def test_fast_path_finds_and_site_repairs_four_drifts(fleet):
+    """The converged fast path's one call per host finds each drift, names the role that
+    repairs it, and the same site.yml run repairs all four: a unit stopped and a unit file
+    edited (first host), an image removed and a license file replaced (second host)."""
+    first, second = fleet
+    unit_file = "/etc/systemd/system/airlift-read.service"
+    images = json.loads(on(second, "cat", "/var/lib/airlift/state/images.json"))["images"]
+    read_ref = next(ref for ref in images if "/read:" in ref)
+    read_id = images[read_ref]["id"].split(":", 1)[-1]
+    licenses = json.loads(on(second, "cat", "/var/lib/airlift/state/licenses.json"))["licenses"]
+    license_file = licenses["sentiment"]["file"]
+    on(first, "systemctl", "stop", "airlift-sentiment.service")
+    on(first, "sh", "-c", f"echo '# edited by hand' >> {unit_file}")
+    on(second, "podman", "rmi", "--force", read_ref)
+    on(second, "sh", "-c", f"echo replaced > {license_file}")
+
+    proc = run("site.yml", *limit(fleet), json_output=True)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    result = json.loads(proc.stdout)
+    found = drift_found(result)
+    assert ("deploy", "unit_inactive", "airlift-sentiment.service") in found[first]
+    assert ("deploy", "file_differs", unit_file) in found[first]
+    assert ("distribute", "image_missing", read_ref) in found[second]
+    assert ("distribute", "license_differs", license_file) in found[second]
+    assert not {area for area, _, _ in found[first]} & {"distribute", "frontdoor"}
+    assert all(result["stats"][host]["changed"] > 0 for host in fleet)
+
+    assert on(first, "systemctl", "is-active", "airlift-sentiment.service").strip() == "active"
+    assert "# edited by hand" not in on(first, "cat", unit_file)
+    assert read_id in on(second, "podman", "images", "--no-trunc", "--format", "{{.ID}}")
+    assert licenses["sentiment"]["sha256"] in on(second, "sha256sum", license_file)
+    wait_ready(second, 5001)
+    wait_ready(first, 5000)
+
+
 def test_missing_read_only_mount_is_refused_before_any_unit_changes(fleet):
     host = fleet[1]
     models = json.dumps({"airlift_catalog_overrides": {"sim-read": {"mounts": [
