@@ -63,7 +63,7 @@ def test_success_prints_the_equivalent_command_progress_and_summary(fleet):
     assert out.startswith(f"+ ansible-playbook --limit {','.join(fleet)} -e airlift_run_id=")
     assert out.splitlines()[0].endswith(" playbooks/preflight.yml")
     assert "\r" not in out                                 # piped: plain lines
-    assert " 0 failed, 0 unreachable of 2] Check " in out  # one line per task as it ends
+    assert " 0 failed, 0 unreachable of 2] Gather " in out  # one line per task as it ends
     assert "2 ok, 0 failed, 0 unreachable of 2 host(s)" in out
     events = os.path.join(artifacts_of(out), "job_events")
     assert len(os.listdir(events)) > 10

@@ -182,8 +182,13 @@ def drift_found(result: dict) -> dict[str, set[tuple[str, str, str]]]:
 def test_fast_path_finds_and_site_repairs_four_drifts(fleet):
     """The converged fast path's one call per host finds each drift, names the role that
     repairs it, and the same site.yml run repairs all four: a unit stopped and a unit file
-    edited (first host), an image removed and a license file replaced (second host)."""
+    edited (first host, podman), an image removed and a license file replaced (second
+    host, docker). Before the drifts, a converged fleet shows no difference on either
+    engine (the unit files deploy would render hash the same as the installed ones)."""
     first, second = fleet
+    converged = run("site.yml", *limit(fleet), json_output=True)
+    assert converged.returncode == 0, converged.stdout[-3000:]
+    assert drift_found(json.loads(converged.stdout)) == {first: set(), second: set()}
     unit_file = "/etc/systemd/system/airlift-read.service"
     images = json.loads(on(second, "cat", "/var/lib/airlift/state/images.json"))["images"]
     read_ref = next(ref for ref in images if "/read:" in ref)
@@ -192,7 +197,10 @@ def test_fast_path_finds_and_site_repairs_four_drifts(fleet):
     license_file = licenses["sentiment"]["file"]
     on(first, "systemctl", "stop", "airlift-sentiment.service")
     on(first, "sh", "-c", f"echo '# edited by hand' >> {unit_file}")
-    on(second, "podman", "rmi", "--force", read_ref)
+    # Stopped first: docker keeps an image a container still uses (podman's --force
+    # removes the container too).
+    on(second, "systemctl", "stop", "airlift-read.service")
+    on_engine(second, "rmi", "--force", read_ref)
     on(second, "sh", "-c", f"echo replaced > {license_file}")
 
     proc = run("site.yml", *limit(fleet), json_output=True)
@@ -204,11 +212,12 @@ def test_fast_path_finds_and_site_repairs_four_drifts(fleet):
     assert ("distribute", "image_missing", read_ref) in found[second]
     assert ("distribute", "license_differs", license_file) in found[second]
     assert not {area for area, _, _ in found[first]} & {"distribute", "frontdoor"}
+    assert not {kind for _, kind, _ in found[second]} & {"file_differs", "file_missing"}
     assert all(result["stats"][host]["changed"] > 0 for host in fleet)
 
     assert on(first, "systemctl", "is-active", "airlift-sentiment.service").strip() == "active"
     assert "# edited by hand" not in on(first, "cat", unit_file)
-    assert read_id in on(second, "podman", "images", "--no-trunc", "--format", "{{.ID}}")
+    assert read_id in on_engine(second, "images", "--no-trunc", "--format", "{{.ID}}")
     assert licenses["sentiment"]["sha256"] in on(second, "sha256sum", license_file)
     wait_ready(second, 5001)
     wait_ready(first, 5000)
