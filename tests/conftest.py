@@ -15,7 +15,9 @@ sys.path.insert(0, str(ROOT / "plugins" / "module_utils"))
 sys.path.insert(0, str(ROOT / "lab" / "simulator"))
 # Modules import their support code as Ansible ships it (ansible.module_utils.<name>);
 # register the plain-name imports under that name too, so tests load the same objects.
-for _path in sorted((ROOT / "plugins" / "module_utils").glob("airlift_*.py")):
+# The layout first: the others import it.
+for _path in sorted((ROOT / "plugins" / "module_utils").glob("airlift_*.py"),
+                    key=lambda path: (path.stem != "airlift_layout", path.stem)):
     sys.modules.setdefault(f"ansible.module_utils.{_path.stem}", __import__(_path.stem))
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "lab" / "containers.conf"))
 # inventories/example has a vaulted placeholder; its password file is public, example only.

@@ -130,7 +130,9 @@ def test_a_waiting_run_gets_the_lock_when_the_holder_releases_it(tmp_path):
 
 
 def test_a_killed_holder_leaves_no_lock_behind(tmp_path):
-    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); import airlift_images as ai; "
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]); import airlift_layout; "
+            "sys.modules['ansible.module_utils.airlift_layout'] = airlift_layout; "
+            "import airlift_images as ai; "
             "lock = ai.ArchiveLock(sys.argv[2], 'a' * 64, '7-killed'); lock.acquire(); "
             "print('held', flush=True); time.sleep(60)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(ROOT / "plugins/module_utils"),

@@ -51,6 +51,7 @@ from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
 
 from airlift import deploy, distribute, frontdoor
+from airlift.controller_action import render_as_template_module
 from airlift.layout import host as layout
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
@@ -62,7 +63,6 @@ VAR_FILES = [ROLES / "airlift_distribute/defaults/main.yml",
 DEPLOY_TEMPLATES = ROLES / "airlift_deploy/templates"
 FRONTDOOR_TEMPLATES = ROLES / "airlift_frontdoor/templates"
 FRONTDOOR_UNIT = layout.unit_name(frontdoor.RESERVED_NAME)
-PARTIAL_SUFFIX = ".partial"  # plugins/module_utils/airlift_images.py
 FRONTDOOR_CATALOG = "airlift-frontdoor"
 
 
@@ -95,6 +95,7 @@ class ActionModule(ActionBase):
         engine = self._var("airlift_container_engine")
         args.setdefault("state_dir", self._var("airlift_deploy_state_dir"))
         args["engine"] = engine
+        self._unit_dir = args.get("unit_dir") or layout.UNIT_DIR
         if manifest is None:
             recorded = self._execute_module("airlift_host_state", module_args=args,
                                             task_vars=task_vars)
@@ -141,18 +142,7 @@ class ActionModule(ActionBase):
 
     def _render(self, source: Path, **extra: Any) -> str:
         """A role template rendered as the template module renders it."""
-        from ansible._internal._templating import _template_vars
-
-        variables = {**self._vars, **extra}
-        variables.update(_template_vars.generate_ansible_template_vars(
-            path=source.name, fullpath=str(source), dest_path=None,
-            include_ansible_managed="ansible_managed" not in variables))
-        templar = self._templar.copy_with_new_env(searchpath=[str(source.parent)],
-                                                  available_variables=variables)
-        text = trust_as_template(source.read_text(encoding="utf-8"))
-        rendered = templar.template(text, escape_backslashes=False, overrides={
-            "trim_blocks": True, "lstrip_blocks": False, "newline_sequence": "\n"})
-        return rendered or ""
+        return render_as_template_module(self._templar, source, {**self._vars, **extra})
 
     # What distribute would deliver -------------------------------------------------
     def _from_manifest(self, manifest: dict[str, Any]) -> tuple[dict, dict]:
@@ -174,7 +164,7 @@ class ActionModule(ActionBase):
                                            for lic in licenses}}}
         # A killed transfer's temporary files: distribute's image task discards them.
         leftovers = [{"dir": self._var("airlift_distribute_staging_dir"),
-                      "suffix": PARTIAL_SUFFIX, "area": "distribute"}]
+                      "suffix": layout.PARTIAL_SUFFIX, "area": "distribute"}]
         return state, {"images": images, "licenses": licenses, "leftovers": leftovers}
 
     # What deploy would install -----------------------------------------------------
@@ -193,7 +183,7 @@ class ActionModule(ActionBase):
             # Nothing to compare units with: deploy's own tasks say what to run first.
             return {"plan_errors": [{"area": "deploy", "subject": str(exc)}]}
         template = DEPLOY_TEMPLATES / f"{self._var('airlift_container_engine')}.service.j2"
-        unit_dir = layout.UNIT_DIR
+        unit_dir = self._unit_dir
         files = [{"path": f"{unit_dir}/{layout.unit_name(unit['name'])}",
                   "sha256": sha256_text(self._render(template, __airlift_deploy_unit=unit)),
                   "mode": "0644", "area": "deploy"} for unit in units]
@@ -214,7 +204,7 @@ class ActionModule(ActionBase):
 
     # What the front door would install ---------------------------------------------
     def _frontdoor_want(self, state: dict[str, Any]) -> dict[str, Any]:
-        unit_path = f"{layout.UNIT_DIR}/{FRONTDOOR_UNIT}"
+        unit_path = f"{self._unit_dir}/{FRONTDOOR_UNIT}"
         if not self._var("airlift_frontdoor_enabled"):
             return {"absent": [{"path": unit_path, "area": "frontdoor"}]}
         catalog = self._var("airlift_catalog")

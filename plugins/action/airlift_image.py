@@ -126,7 +126,7 @@ class ActionModule(ActionBase):
 
 def partial_name(sha256: str, run_id: str) -> str:
     """The module's name for this run's temporary copy (airlift_images.partial_name)."""
-    return f".{sha256}.tar.{run_id}.partial"
+    return f".{sha256}.tar.{run_id}{layout.host.PARTIAL_SUFFIX}"
 
 
 def failure_text(answer: dict[str, Any]) -> str:

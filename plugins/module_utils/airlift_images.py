@@ -24,7 +24,8 @@ import subprocess
 import time
 from collections.abc import Callable
 
-PARTIAL_SUFFIX = ".partial"
+from ansible.module_utils.airlift_layout import PARTIAL_SUFFIX
+
 CHUNK = 1 << 20
 # A temporary file untouched this long, open by no process and whose archive lock is
 # free belongs to a dead transfer. A live copy writes every few milliseconds; this only

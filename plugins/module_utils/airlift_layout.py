@@ -22,6 +22,8 @@ CONTAINERS_DIR = "/var/lib/containers"
 UNIT_DIR = "/etc/systemd/system"
 UNIT_PREFIX = "airlift-"
 UNIT_GLOB = UNIT_PREFIX + "*.service"
+# A file being written under its final name plus this; never taken for complete.
+PARTIAL_SUFFIX = ".partial"
 
 
 def unit_name(service: str) -> str:

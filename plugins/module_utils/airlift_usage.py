@@ -21,7 +21,8 @@ import time
 import urllib.error
 import urllib.request
 
-PARTIAL_SUFFIX = ".partial"
+from ansible.module_utils.airlift_layout import PARTIAL_SUFFIX
+
 # A copy left in the archive folder by a collection killed before it fetched (or a
 # half-written one) is removed by the next collection once it is this old: no running
 # collection keeps a copy waiting that long, and the Output directory it came from stays.

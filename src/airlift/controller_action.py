@@ -5,12 +5,32 @@ from __future__ import annotations
 import json
 import re
 from abc import abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ansible.plugins.action import ActionBase
 
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MISSING = object()   # a referenced variable neither the host nor a role default sets
+
+
+def render_as_template_module(templar: Any, source: Path, variables: dict[str, Any]) -> str:
+    """A role template rendered exactly as ansible.builtin.template renders it (the
+    fast path hashes the result against the host's file). The one place airlift reaches
+    into Ansible's private templating helpers."""
+    from ansible._internal._templating import _template_vars
+    from ansible.template import trust_as_template
+
+    variables = {**variables}
+    variables.update(_template_vars.generate_ansible_template_vars(
+        path=source.name, fullpath=str(source), dest_path=None,
+        include_ansible_managed="ansible_managed" not in variables))
+    env = templar.copy_with_new_env(searchpath=[str(source.parent)],
+                                    available_variables=variables)
+    text = trust_as_template(source.read_text(encoding="utf-8"))
+    rendered = env.template(text, escape_backslashes=False, overrides={
+        "trim_blocks": True, "lstrip_blocks": False, "newline_sequence": "\n"})
+    return rendered or ""
 
 
 def template(value: Any) -> str:
